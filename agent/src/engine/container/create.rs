@@ -1,0 +1,289 @@
+//! `create` (and `run`, which is create + start + wait in the foreground).
+//!
+//! `create` validates everything it can before any side effect, writes the container's record,
+//! and starts a detached `minid shim` that owns the container from then on. It returns once the
+//! shim reports the init created (waiting at the exec fifo) or reports why it failed, in which
+//! case nothing is left behind. [`launch`] is the part both the shim and the foreground `run`
+//! share: cgroup, init, record.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use serde::{Deserialize, Serialize};
+
+use super::{now_rfc3339, validate_id, Record, Runtime, FIFO_FILE, STATE_FILE};
+use crate::engine::cgroups::{self, Cgroup};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::fsutil;
+use crate::engine::hooks::{self, Stage};
+use crate::engine::namespaces::{self, Plan};
+use crate::engine::process::{self, init::InitConfig, SpawnRequest};
+use crate::engine::spec;
+
+/// Where the container's stdio goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StdioMode {
+    /// The container inherits the caller's stdin, stdout and stderr (OCI CLI semantics).
+    Inherit,
+    /// The shim holds the pipes (or the pty) and writes a CRI-format log with rotation.
+    Log(LogConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    /// Rotate when the file would grow past this many bytes (0: never).
+    pub max_size: u64,
+    /// How many rotated files to keep (`log.1` .. `log.N`).
+    pub max_files: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub stdio: StdioMode,
+}
+
+/// What the shim tells `create` over the ready pipe.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Ready {
+    Created {
+        pid: i32,
+    },
+    Failed {
+        message: String,
+        exec_code: Option<i32>,
+    },
+}
+
+/// Validates, records, and spawns the shim; returns the init's pid.
+pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
+    let (spec, bundle) = prepare(rt, id, &opts.bundle)?;
+    let dir = rt.dir(id);
+    let res = (|| {
+        let fifo = dir.join(FIFO_FILE);
+        nix::unistd::mkfifo(&fifo, Mode::from_bits_truncate(0o622))
+            .map_err(|e| EngineError::sys(format!("mkfifo {}", fifo.display()), e))?;
+        // mkfifo applies the umask; the init may run as any user and must be able to open it.
+        nix::sys::stat::fchmodat(
+            None,
+            &fifo,
+            Mode::from_bits_truncate(0o622),
+            nix::sys::stat::FchmodatFlags::FollowSymlink,
+        )
+        .map_err(|e| EngineError::sys(format!("chmod {}", fifo.display()), e))?;
+        let pid = spawn_shim(rt, id, opts)?;
+        if let Some(p) = &opts.pid_file {
+            fsutil::write_atomic(p, pid.to_string().as_bytes())?;
+        }
+        Ok(pid)
+    })();
+    if res.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let _ = (spec, bundle);
+    res
+}
+
+/// Loads and validates the spec, creates the container directory and the initial record.
+pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)> {
+    validate_id(id)?;
+    let bundle =
+        std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
+    let spec = spec::load(&bundle)?;
+    if !spec::new_namespace(&spec, LinuxNamespaceType::Mount) {
+        return Err(EngineError::Unsupported(
+            "a container without a new mount namespace (minid always pivots into the rootfs)"
+                .into(),
+        ));
+    }
+    let version = cgroups::detect(&rt.cgroup_root)?;
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .map_err(|e| EngineError::io("read", "/proc/self/cgroup", e))?;
+    let cgroup = cgroups::resolve_path(
+        &own,
+        version,
+        spec.linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref()),
+        rt.cgroup_parent.as_deref(),
+        id,
+    )?;
+    std::fs::create_dir_all(&rt.root).map_err(|e| EngineError::io("create", &rt.root, e))?;
+    let dir = rt.dir(id);
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(EngineError::ContainerExists(id.to_string()))
+        }
+        Err(e) => return Err(EngineError::io("create", &dir, e)),
+    }
+    let record = Record {
+        id: id.to_string(),
+        bundle: bundle.clone(),
+        rootfs: spec::rootfs_path(&spec, &bundle)?,
+        pid: 0,
+        pid_start_time: 0,
+        shim_pid: 0,
+        created: now_rfc3339(),
+        cgroup,
+        cgroup_version: version,
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        log_path: None,
+    };
+    if let Err(e) = fsutil::write_json_atomic(&dir.join(STATE_FILE), &record) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok((spec, bundle))
+}
+
+fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
+    let (rd, wr) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
+    let exe = std::fs::read_link("/proc/self/exe")
+        .map_err(|e| EngineError::io("read", "/proc/self/exe", e))?;
+    let mut cmd = Command::new(&exe);
+    cmd.arg("shim")
+        .arg("--root")
+        .arg(&rt.root)
+        .arg("--id")
+        .arg(id)
+        .arg("--cgroup-root")
+        .arg(&rt.cgroup_root)
+        .arg("--ready-fd")
+        .arg(wr.as_raw_fd().to_string())
+        .arg("--preserve-fds")
+        .arg(opts.preserve_fds.to_string());
+    if let Some(s) = &opts.console_socket {
+        cmd.arg("--console-socket").arg(s);
+    }
+    if let StdioMode::Log(l) = &opts.stdio {
+        cmd.arg("--log-path")
+            .arg(&l.path)
+            .arg("--log-max-size")
+            .arg(l.max_size.to_string())
+            .arg("--log-max-files")
+            .arg(l.max_files.to_string());
+    }
+    let wr_fd: RawFd = wr.as_raw_fd();
+    // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
+    // async-signal-safe; it clears CLOEXEC on the ready pipe so the shim inherits it.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(wr_fd, libc::F_SETFD, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| EngineError::io("start shim", &exe, e))?;
+    drop(wr);
+    let mut buf = Vec::new();
+    let read = std::fs::File::from(rd).read_to_end(&mut buf);
+    // The process we started is the shim's short-lived first half; it exits at once.
+    let _ = child.wait();
+    read.map_err(|e| EngineError::io("read", "shim ready pipe", e))?;
+    match serde_json::from_slice::<Ready>(&buf) {
+        Ok(Ready::Created { pid }) => Ok(pid),
+        Ok(Ready::Failed {
+            message,
+            exec_code: Some(code),
+        }) => Err(EngineError::Exec { code, msg: message }),
+        Ok(Ready::Failed { message, .. }) => Err(EngineError::Init(message)),
+        Err(_) => Err(EngineError::Init(format!(
+            "the shim exited without reporting ({})",
+            String::from_utf8_lossy(&buf).trim()
+        ))),
+    }
+}
+
+/// Everything the init's parent provides besides the spec.
+pub struct LaunchOptions {
+    pub stdio: Option<[RawFd; 3]>,
+    pub console: Option<RawFd>,
+    pub exec_fifo: Option<OwnedFd>,
+    pub preserve_fds: i32,
+}
+
+/// Creates the cgroup, spawns the init and records its pid. Must run in a single-threaded
+/// process that has SIGCHLD blocked (so the exit cannot be missed).
+pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<(Record, Box<dyn Cgroup>)> {
+    let c = rt.load(id)?;
+    let mut record = c.record()?.clone();
+    let spec = spec::load(&record.bundle)?;
+    let cgroup = cgroups::open_path(&rt.cgroup_root, record.cgroup_version, &record.cgroup);
+    let res = (|| {
+        cgroup.create()?;
+        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
+            cgroup.apply(res)?;
+        }
+        let plan = Plan::from_spec(&spec)?;
+        let mut joins = Vec::new();
+        for (typ, path) in plan.init_joins() {
+            joins.push((*typ, namespaces::open_ns(path)?, path.clone()));
+        }
+        let wait_for_hooks = !hooks::of(&spec, Stage::Prestart).is_empty()
+            || !hooks::of(&spec, Stage::CreateRuntime).is_empty();
+        let state_json = |pid: i32| state_json(id, "creating", pid, &record);
+        let init = InitConfig {
+            rootfs: record.rootfs.clone(),
+            plan,
+            joins,
+            stdio: opts.stdio,
+            console: opts.console,
+            exec_fifo: opts.exec_fifo.as_ref().map(|f| f.as_raw_fd()),
+            preserve_fds: opts.preserve_fds,
+            cgroup_version: record.cgroup_version,
+            cgroup_root: rt.cgroup_root.clone(),
+            wait_for_hooks,
+            state_json: state_json(0),
+            spec: spec.clone(),
+        };
+        let pid = process::spawn(SpawnRequest {
+            init,
+            cgroup: cgroup.as_ref(),
+            state_for_hooks: &state_json,
+        })?;
+        Ok(pid.as_raw())
+    })();
+    let pid = match res {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Err(ce) = cgroup.remove() {
+                return Err(EngineError::Other(format!("{e} (and cleaning up: {ce})")));
+            }
+            return Err(e);
+        }
+    };
+    record.pid = pid;
+    record.pid_start_time = super::pid_start_time(pid).unwrap_or(0);
+    fsutil::write_json_atomic(&c.dir.join(STATE_FILE), &record)?;
+    Ok((record, cgroup))
+}
+
+/// The OCI state JSON for hooks.
+pub fn state_json(id: &str, status: &str, pid: i32, record: &Record) -> Vec<u8> {
+    let mut v = serde_json::json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "id": id,
+        "status": status,
+        "bundle": record.bundle,
+        "annotations": record.annotations,
+    });
+    if pid > 0 {
+        v["pid"] = pid.into();
+    }
+    serde_json::to_vec(&v).unwrap_or_default()
+}

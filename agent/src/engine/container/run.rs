@@ -1,0 +1,70 @@
+//! `run` in the foreground: create, start and wait, with this process as the init's parent.
+//!
+//! Like `crun run`, the container inherits our stdio and we exit with its status; unlike
+//! `create`, no shim is spawned (we are the monitor) and no exec fifo is used (the init goes
+//! straight on to `execve`), which keeps the common "run one command" path short. Termination
+//! signals sent to us are forwarded to the init. The container is deleted when it exits.
+
+use super::create::{launch, prepare, LaunchOptions};
+use super::{delete, ExitRecord, Runtime, EXIT_FILE};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::fsutil;
+use crate::shim::monitor::{block_signals, Monitor};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+pub struct RunOptions {
+    pub bundle: std::path::PathBuf,
+    pub pid_file: Option<std::path::PathBuf>,
+    pub preserve_fds: i32,
+    /// Where to send the pty master when `process.terminal` is set.
+    pub console_socket: Option<std::path::PathBuf>,
+    /// Keep the stopped container (its record and exit status) instead of deleting it.
+    pub keep: bool,
+}
+
+/// Runs the container to completion; returns its exit record.
+pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
+    prepare(rt, id, &opts.bundle)?;
+    let dir = rt.dir(id);
+    let res = (|| {
+        let console: Option<OwnedFd> = match &opts.console_socket {
+            Some(p) => Some(
+                std::os::unix::net::UnixStream::connect(p)
+                    .map_err(|e| EngineError::io("connect to console socket", p, e))?
+                    .into(),
+            ),
+            None => None,
+        };
+        let signals = block_signals(true)?;
+        let (record, cgroup) = launch(
+            rt,
+            id,
+            LaunchOptions {
+                stdio: None,
+                console: console.as_ref().map(|c| c.as_raw_fd()),
+                exec_fifo: None,
+                preserve_fds: opts.preserve_fds,
+            },
+        )?;
+        if let Some(p) = &opts.pid_file {
+            fsutil::write_atomic(p, record.pid.to_string().as_bytes())?;
+        }
+        let exit = Monitor::new(record.pid, signals, cgroup).run();
+        fsutil::write_json_atomic(&dir.join(EXIT_FILE), &exit)?;
+        Ok(exit)
+    })();
+    match res {
+        Ok(exit) => {
+            if !opts.keep {
+                for w in delete::delete(rt, id, false)? {
+                    eprintln!("minid: warning: {w}");
+                }
+            }
+            Ok(exit)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            Err(e)
+        }
+    }
+}

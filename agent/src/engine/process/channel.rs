@@ -1,0 +1,117 @@
+//! Typed messages between the init process and its parent.
+//!
+//! A `SOCK_SEQPACKET` socketpair keeps message boundaries, so each `send` is one JSON document and
+//! each `recv` returns exactly one. Both ends are close-on-exec: when the init `execve`s, its end
+//! closes and the parent reads EOF. The init side runs after `clone` in a copy of a
+//! single-threaded process, so allocating here is safe (no lock can be held by another thread).
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use serde::{Deserialize, Serialize};
+
+use crate::engine::error::{EngineError, Result};
+
+/// What the init and its parent tell each other, in protocol order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// parent → init: user namespace maps are written and the init is in its cgroup.
+    Go,
+    /// init → parent: namespaces exist; the parent may run prestart/createRuntime hooks.
+    NamespacesReady,
+    /// parent → init: hooks ran, continue with the root filesystem.
+    HooksDone,
+    /// init → parent: everything up to `execve` is done; the init now waits to be started.
+    Created,
+    /// Either way: a step failed; the text says which and why.
+    Error(String),
+    /// init → parent: the process cannot be executed; `code` is 127 (not found) or 126
+    /// (found but not executable), the exit codes shells and Docker use.
+    ExecFailed { code: i32, msg: String },
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+impl Channel {
+    /// A connected pair: `(parent end, init end)`.
+    pub fn pair() -> Result<(Channel, Channel)> {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::SeqPacket,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| EngineError::sys("socketpair for the init channel", e))?;
+        Ok((Channel { fd: a }, Channel { fd: b }))
+    }
+
+    pub fn send(&self, msg: &Message) -> Result<()> {
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| EngineError::Other(format!("failed to encode {msg:?}: {e}")))?;
+        loop {
+            match send(self.fd.as_raw_fd(), &data, MsgFlags::MSG_NOSIGNAL) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(EngineError::sys("send on the init channel", e)),
+            }
+        }
+    }
+
+    /// The next message, or `None` when the other end closed (init exec'd or died).
+    pub fn recv(&self) -> Result<Option<Message>> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match recv(self.fd.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => {
+                    return serde_json::from_slice(&buf[..n]).map(Some).map_err(|e| {
+                        EngineError::Other(format!("undecodable message from init: {e}"))
+                    })
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(EngineError::sys("recv on the init channel", e)),
+            }
+        }
+    }
+
+    /// Waits for `want`; an `Error` or EOF becomes an error that says what happened.
+    pub fn expect(&self, want: Message) -> Result<()> {
+        match self.recv()? {
+            Some(m) if m == want => Ok(()),
+            Some(Message::Error(e)) => Err(EngineError::Init(e)),
+            Some(Message::ExecFailed { code, msg }) => Err(EngineError::Exec { code, msg }),
+            Some(other) => Err(EngineError::Init(format!(
+                "protocol error: expected {want:?}, got {other:?}"
+            ))),
+            None => Err(EngineError::Init(format!(
+                "init exited before sending {want:?}"
+            ))),
+        }
+    }
+
+    pub fn raw_fd(&self) -> i32 {
+        self.fd.as_raw_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_keep_boundaries_and_eof_is_none() {
+        let (a, b) = Channel::pair().expect("pair");
+        a.send(&Message::Go).expect("send");
+        a.send(&Message::Error("mount /proc: EPERM".into()))
+            .expect("send");
+        assert_eq!(b.recv().expect("recv"), Some(Message::Go));
+        let err = b.expect(Message::Created).unwrap_err();
+        assert!(err.to_string().contains("mount /proc: EPERM"), "{err}");
+        drop(a);
+        assert_eq!(b.recv().expect("recv"), None);
+    }
+}

@@ -1,0 +1,183 @@
+//! Creating a container's init process: the parent side of `clone3`.
+//!
+//! [`spawn`] runs in a single-threaded process (the shim, or `minid runtime run`): it clones the
+//! init with the new user/pid namespaces (and, on cgroup v2, straight into its cgroup with
+//! `CLONE_INTO_CGROUP`, which avoids a migration), writes the id mappings, adds the init to its
+//! cgroup on v1, runs the prestart/createRuntime hooks when the init reports its namespaces, and
+//! waits until the init says it is created. The child side is [`init`]; the two speak over a
+//! [`channel`].
+
+pub mod channel;
+pub mod identity;
+pub mod init;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sched::CloneFlags;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxIdMapping, Spec};
+
+use crate::engine::cgroups::Cgroup;
+use crate::engine::error::{EngineError, Result};
+use crate::engine::hooks::{self, Stage};
+use channel::{Channel, Message};
+use init::InitConfig;
+
+/// `struct clone_args` of clone3(2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork(2)-like clone3: the child continues on a copy of our stack. Returns 0 in the child.
+///
+/// # Safety
+/// The caller must be single-threaded, and the child must leave only through `_exit` or
+/// `execve` (it shares nothing with the parent but must not run the parent's destructors twice
+/// for shared resources such as temp files).
+unsafe fn clone3(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<i32> {
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: clone3 with a correctly sized clone_args and no new stack behaves like fork;
+    // the caller guarantees we are single-threaded.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if rc < 0 {
+        return Err(EngineError::sys(
+            format!("clone3 {flags:?}"),
+            nix::Error::last(),
+        ));
+    }
+    Ok(rc as i32)
+}
+
+/// What the parent needs beyond the init's own configuration.
+pub struct SpawnRequest<'a> {
+    pub init: InitConfig,
+    /// The container's cgroup, created and with resources applied.
+    pub cgroup: &'a dyn Cgroup,
+    /// The OCI state JSON given to prestart/createRuntime hooks (pid filled in by us).
+    pub state_for_hooks: &'a dyn Fn(i32) -> Vec<u8>,
+}
+
+/// Clones and sets up the init; returns its pid once it is created (waiting at the exec fifo,
+/// or already exec'ing when there is none).
+pub fn spawn(req: SpawnRequest) -> Result<Pid> {
+    let spec = &req.init.spec;
+    let plan = &req.init.plan;
+    // A pid namespace given by path is joined here: it only changes where our children go.
+    let mut restore_pid_ns = None;
+    if let Some(p) = plan.join_pid() {
+        let own = crate::engine::namespaces::open_ns(std::path::Path::new(
+            "/proc/self/ns/pid_for_children",
+        ))?;
+        let fd = crate::engine::namespaces::open_ns(p)?;
+        crate::engine::namespaces::join(&fd, oci_spec::runtime::LinuxNamespaceType::Pid, p)?;
+        restore_pid_ns = Some(own);
+    }
+    let into = req.cgroup.clone_into_fd()?;
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // SAFETY: our callers (shim, `runtime run`) are single-threaded by construction; the child
+    // runs init::child_main, which ends in execve or _exit.
+    let pid = unsafe { clone3(plan.clone_flags(), into.as_ref()) };
+    if let Some(own) = restore_pid_ns {
+        let _ = nix::sched::setns(own, CloneFlags::CLONE_NEWPID);
+    }
+    let pid = pid?;
+    if pid == 0 {
+        drop(parent_ch);
+        init::child_main(&req.init, &child_ch);
+    }
+    drop(child_ch);
+    let pid = Pid::from_raw(pid);
+    let res = drive(&req, spec, pid, &parent_ch, into.is_some());
+    if res.is_err() {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(pid, None);
+    }
+    res.map(|_| pid)
+}
+
+fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: bool) -> Result<()> {
+    if req
+        .init
+        .plan
+        .creates(oci_spec::runtime::LinuxNamespaceType::User)
+    {
+        write_id_maps(spec, pid)?;
+    }
+    if !in_cgroup {
+        req.cgroup.add(pid.as_raw())?;
+    }
+    ch.send(&Message::Go)?;
+    if req.init.wait_for_hooks {
+        ch.expect(Message::NamespacesReady)?;
+        let state = (req.state_for_hooks)(pid.as_raw());
+        hooks::run(spec, Stage::Prestart, &state)?;
+        hooks::run(spec, Stage::CreateRuntime, &state)?;
+        ch.send(&Message::HooksDone)?;
+    }
+    ch.expect(Message::Created)
+}
+
+fn map_text(maps: &[LinuxIdMapping]) -> String {
+    maps.iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// Writes uid_map and gid_map of the init's new user namespace (user_namespaces(7)).
+fn write_id_maps(spec: &Spec, pid: Pid) -> Result<()> {
+    let linux = spec.linux().as_ref();
+    let uid = linux
+        .and_then(|l| l.uid_mappings().clone())
+        .unwrap_or_default();
+    let gid = linux
+        .and_then(|l| l.gid_mappings().clone())
+        .unwrap_or_default();
+    for (file, text) in [("uid_map", map_text(&uid)), ("gid_map", map_text(&gid))] {
+        let p = format!("/proc/{pid}/{file}");
+        std::fs::write(&p, text.as_bytes()).map_err(|e| EngineError::io("write", &p, e))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_maps_are_written_one_line_per_range() {
+        let m: Vec<LinuxIdMapping> = serde_json::from_value(serde_json::json!([
+            {"containerID": 0, "hostID": 100000, "size": 65536},
+            {"containerID": 65536, "hostID": 1000, "size": 1}
+        ]))
+        .expect("mappings");
+        assert_eq!(map_text(&m), "0 100000 65536\n65536 1000 1\n");
+    }
+}

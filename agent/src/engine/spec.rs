@@ -1,0 +1,366 @@
+//! The OCI runtime spec (`config.json`): loading, defaults and validation.
+//!
+//! The engine honours what a bundle's spec asks for or refuses it; it never silently ignores a
+//! field (runtime-spec `config.md`: "runtimes MUST generate an error" for what they cannot
+//! honour). [`validate`] is the single place that decides what we support, so every verb that
+//! reads a spec (`create`, `run`, `image bundle`) refuses the same things with the same words.
+//!
+//! [`default_spec`] is what `minid runtime spec` prints and what `minid image bundle` starts from:
+//! the runc/oci-spec default, with Docker's default capability set and a private cgroup
+//! namespace (Docker's default on cgroup v2).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    Capabilities, Capability, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Spec,
+};
+
+use crate::engine::error::{EngineError, Result};
+
+/// Docker's default capability set (moby `oci/caps/defaults.go`).
+pub const DOCKER_DEFAULT_CAPS: [Capability; 14] = [
+    Capability::Chown,
+    Capability::DacOverride,
+    Capability::Fsetid,
+    Capability::Fowner,
+    Capability::Mknod,
+    Capability::NetRaw,
+    Capability::Setgid,
+    Capability::Setuid,
+    Capability::Setfcap,
+    Capability::Setpcap,
+    Capability::NetBindService,
+    Capability::SysChroot,
+    Capability::Kill,
+    Capability::AuditWrite,
+];
+
+/// The default spec for a new bundle: runs `sh` as root with Docker's capabilities in new
+/// pid, mount, ipc, uts, network and cgroup namespaces.
+pub fn default_spec() -> Spec {
+    let mut spec = Spec::default();
+    let caps: Capabilities = DOCKER_DEFAULT_CAPS.iter().copied().collect();
+    let mut lc = LinuxCapabilities::default();
+    lc.set_bounding(Some(caps.clone()))
+        .set_effective(Some(caps.clone()))
+        .set_permitted(Some(caps))
+        .set_inheritable(Some(HashSet::new()))
+        .set_ambient(Some(HashSet::new()));
+    if let Some(p) = spec.process_mut() {
+        p.set_capabilities(Some(lc));
+    }
+    if let Some(linux) = spec.linux_mut() {
+        let mut ns = linux.namespaces().clone().unwrap_or_default();
+        if !ns.iter().any(|n| n.typ() == LinuxNamespaceType::Cgroup) {
+            let mut cg = LinuxNamespace::default();
+            cg.set_typ(LinuxNamespaceType::Cgroup);
+            ns.push(cg);
+        }
+        linux.set_namespaces(Some(ns));
+    }
+    spec
+}
+
+/// Reads `<bundle>/config.json`, validates it and resolves the root path against the bundle.
+pub fn load(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| EngineError::io("read", &path, e))?;
+    let mut spec: Spec = serde_json::from_slice(&data)
+        .map_err(|e| EngineError::InvalidSpec(format!("{}: {e}", path.display())))?;
+    validate(&spec)?;
+    let root = rootfs_path(&spec, bundle)?;
+    if !root.is_dir() {
+        return Err(EngineError::InvalidSpec(format!(
+            "root.path {} is not a directory",
+            root.display()
+        )));
+    }
+    if let Some(r) = spec.root_mut() {
+        r.set_path(root);
+    }
+    Ok(spec)
+}
+
+/// The absolute root filesystem path of a bundle.
+pub fn rootfs_path(spec: &Spec, bundle: &Path) -> Result<PathBuf> {
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| EngineError::InvalidSpec("root is missing".into()))?;
+    let p = root.path();
+    Ok(if p.is_absolute() {
+        p.clone()
+    } else {
+        bundle.join(p)
+    })
+}
+
+fn unsupported(what: impl Into<String>) -> EngineError {
+    EngineError::Unsupported(what.into())
+}
+
+fn nonempty(s: &Option<String>) -> bool {
+    s.as_deref().is_some_and(|s| !s.is_empty())
+}
+
+/// Refuses every field minid cannot honour, naming it.
+pub fn validate(spec: &Spec) -> Result<()> {
+    let v = spec.version();
+    if !v.starts_with("1.") {
+        return Err(EngineError::InvalidSpec(format!(
+            "ociVersion {v:?} is not a 1.x runtime spec"
+        )));
+    }
+    if spec.solaris().is_some()
+        || spec.windows().is_some()
+        || spec.vm().is_some()
+        || spec.zos().is_some()
+    {
+        return Err(unsupported(
+            "solaris, windows, vm and zos sections (minid runs Linux containers only)",
+        ));
+    }
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| EngineError::InvalidSpec("process is missing".into()))?;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(EngineError::InvalidSpec("process.args is empty".into()));
+    }
+    if process.command_line().is_some() {
+        return Err(unsupported("process.commandLine (Windows only)"));
+    }
+    if !process.cwd().is_absolute() {
+        return Err(EngineError::InvalidSpec(format!(
+            "process.cwd {} is not absolute",
+            process.cwd().display()
+        )));
+    }
+    if nonempty(process.apparmor_profile()) {
+        return Err(unsupported(
+            "process.apparmorProfile (AppArmor profiles are not supported by minid)",
+        ));
+    }
+    if nonempty(process.selinux_label()) {
+        return Err(unsupported(
+            "process.selinuxLabel (SELinux is not supported by minid)",
+        ));
+    }
+    if process.scheduler().is_some() {
+        return Err(unsupported("process.scheduler"));
+    }
+    if process.exec_cpu_affinity().is_some() {
+        return Err(unsupported("process.execCPUAffinity"));
+    }
+    if let Some(rl) = process.rlimits() {
+        let mut seen = HashSet::new();
+        for r in rl {
+            if !seen.insert(format!("{:?}", r.typ())) {
+                return Err(EngineError::InvalidSpec(format!(
+                    "process.rlimits lists {:?} twice",
+                    r.typ()
+                )));
+            }
+            if r.soft() > r.hard() {
+                return Err(EngineError::InvalidSpec(format!(
+                    "process.rlimits {:?}: soft limit {} exceeds hard limit {}",
+                    r.typ(),
+                    r.soft(),
+                    r.hard()
+                )));
+            }
+        }
+    }
+    if let Some(m) = spec.mounts() {
+        for mnt in m {
+            if !mnt.destination().is_absolute() {
+                return Err(EngineError::InvalidSpec(format!(
+                    "mount destination {} is not absolute",
+                    mnt.destination().display()
+                )));
+            }
+        }
+    }
+    let Some(linux) = spec.linux() else {
+        return Err(EngineError::InvalidSpec(
+            "linux section is missing (minid runs Linux containers)".into(),
+        ));
+    };
+    if linux.seccomp().is_some() {
+        return Err(unsupported(
+            "linux.seccomp (seccomp filters are not implemented yet)",
+        ));
+    }
+    if linux.intel_rdt().is_some() {
+        return Err(unsupported("linux.intelRdt"));
+    }
+    if linux.memory_policy().is_some() {
+        return Err(unsupported("linux.memoryPolicy"));
+    }
+    if linux.personality().is_some() {
+        return Err(unsupported("linux.personality"));
+    }
+    if linux.time_offsets().is_some() {
+        return Err(unsupported("linux.timeOffsets (time namespaces)"));
+    }
+    if linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return Err(unsupported("linux.netDevices"));
+    }
+    if nonempty(linux.mount_label()) {
+        return Err(unsupported(
+            "linux.mountLabel (SELinux is not supported by minid)",
+        ));
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if !matches!(
+            p.as_str(),
+            "" | "private"
+                | "rprivate"
+                | "slave"
+                | "rslave"
+                | "shared"
+                | "rshared"
+                | "unbindable"
+                | "runbindable"
+        ) {
+            return Err(EngineError::InvalidSpec(format!(
+                "linux.rootfsPropagation {p:?} is not a propagation mode"
+            )));
+        }
+    }
+    let namespaces = linux.namespaces().clone().unwrap_or_default();
+    let mut seen = HashSet::new();
+    for ns in &namespaces {
+        if !seen.insert(ns.typ()) {
+            return Err(EngineError::InvalidSpec(format!(
+                "namespace {:?} is listed twice",
+                ns.typ()
+            )));
+        }
+        if ns.typ() == LinuxNamespaceType::Time {
+            return Err(unsupported("time namespace"));
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                return Err(EngineError::InvalidSpec(format!(
+                    "namespace {:?} path {} is not absolute",
+                    ns.typ(),
+                    p.display()
+                )));
+            }
+        }
+    }
+    let new_user = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    if new_user && !has_maps {
+        return Err(EngineError::InvalidSpec(
+            "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
+        ));
+    }
+    if !new_user && has_maps {
+        return Err(EngineError::InvalidSpec(
+            "linux.uidMappings/gidMappings given without a new user namespace".into(),
+        ));
+    }
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
+        && !namespaces
+            .iter()
+            .any(|n| n.typ() == LinuxNamespaceType::Uts)
+    {
+        return Err(EngineError::InvalidSpec(
+            "hostname is set but the container has no uts namespace".into(),
+        ));
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for k in sysctl.keys() {
+            if k.contains('/') || k.contains("..") || k.is_empty() {
+                return Err(EngineError::InvalidSpec(format!(
+                    "sysctl name {k:?} is invalid"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether the spec asks for a new (not joined) namespace of `typ`.
+pub fn new_namespace(spec: &Spec, typ: LinuxNamespaceType) -> bool {
+    namespace(spec, typ).is_some_and(|n| n.path().is_none())
+}
+
+/// The spec's entry for a namespace type, if any.
+pub fn namespace(spec: &Spec, typ: LinuxNamespaceType) -> Option<&LinuxNamespace> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .and_then(|ns| ns.iter().find(|n| n.typ() == typ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_is_valid_and_has_docker_caps() {
+        let spec = default_spec();
+        validate(&spec).expect("default spec validates");
+        let caps = spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().clone())
+            .expect("bounding set");
+        assert_eq!(caps.len(), 14);
+        assert!(caps.contains(&Capability::NetRaw));
+        assert!(!caps.contains(&Capability::SysAdmin));
+        assert!(new_namespace(&spec, LinuxNamespaceType::Cgroup));
+        assert!(new_namespace(&spec, LinuxNamespaceType::Pid));
+    }
+
+    #[test]
+    fn seccomp_is_refused_not_ignored() {
+        let mut spec = default_spec();
+        let json = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
+        let sec = serde_json::from_value(json).expect("seccomp json");
+        if let Some(l) = spec.linux_mut() {
+            l.set_seccomp(Some(sec));
+        }
+        let err = validate(&spec).unwrap_err();
+        assert!(err.to_string().contains("linux.seccomp"), "{err}");
+    }
+
+    #[test]
+    fn user_namespace_without_mappings_is_refused() {
+        let mut spec = default_spec();
+        if let Some(l) = spec.linux_mut() {
+            let mut ns = l.namespaces().clone().unwrap_or_default();
+            let mut u = LinuxNamespace::default();
+            u.set_typ(LinuxNamespaceType::User);
+            ns.push(u);
+            l.set_namespaces(Some(ns));
+        }
+        let err = validate(&spec).unwrap_err();
+        assert!(err.to_string().contains("uidMappings"), "{err}");
+    }
+
+    #[test]
+    fn load_resolves_relative_root_and_reports_bad_json() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("rootfs")).expect("mkdir");
+        default_spec()
+            .save(dir.path().join("config.json"))
+            .expect("save");
+        let spec = load(dir.path()).expect("load");
+        assert_eq!(
+            spec.root().as_ref().map(|r| r.path().clone()),
+            Some(dir.path().join("rootfs"))
+        );
+        std::fs::write(dir.path().join("config.json"), b"{not json").expect("write");
+        let err = load(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("config.json"), "{err}");
+    }
+}

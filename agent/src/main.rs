@@ -1,0 +1,79 @@
+//! The `minid` binary: argument parsing and dispatch only.
+//!
+//! `minid runtime ...` is the OCI runtime CLI, `minid image ...` the image store, and
+//! `minid shim` the per-container monitor that `create` starts. Invoked through a link named
+//! `minid-runtime`, the binary is the runtime CLI itself (so it can be given to podman
+//! `--runtime` or containerd as a runc replacement).
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use minid::runtime::RuntimeCli;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minid",
+    version,
+    about = "mini node agent: containers with namespaces, cgroups and overlay layers"
+)]
+struct Cli {
+    /// Where images, snapshots and agent state live
+    #[arg(
+        long,
+        global = true,
+        default_value = "/var/lib/minid",
+        env = "MINID_STATE_DIR"
+    )]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The OCI runtime command line (runc-compatible)
+    #[command(disable_help_flag = true)]
+    Runtime {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Manage images: import, ls, rm, tag, bundle, unbundle
+    Image {
+        #[command(subcommand)]
+        command: minid::cli::image::ImageCommand,
+    },
+    /// Per-container monitor (started by `runtime create`; not for direct use)
+    #[command(hide = true)]
+    Shim(minid::shim::ShimArgs),
+}
+
+fn main() {
+    let argv0 = std::env::args_os()
+        .next()
+        .map(PathBuf::from)
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    if argv0 == "minid-runtime" {
+        let cli = RuntimeCli::parse();
+        std::process::exit(minid::runtime::main(cli));
+    }
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Runtime { args } => {
+            let mut full = vec!["minid runtime".to_string()];
+            full.extend(args);
+            let rt = RuntimeCli::parse_from(full);
+            minid::runtime::main(rt)
+        }
+        Command::Image { command } => match minid::cli::image::run(command, &cli.state_dir) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("minid image: {e:#}");
+                1
+            }
+        },
+        Command::Shim(args) => minid::shim::main(args),
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,201 @@
+//! The per-container shim: `minid shim`, the parent of a container's init.
+//!
+//! `create` starts the shim and waits on a pipe. The shim forks once so that its first half
+//! exits at once (whoever started it has nothing to reap later), calls `setsid` to leave the
+//! caller's session and becomes a child subreaper (prctl(2) `PR_SET_CHILD_SUBREAPER`), so the
+//! container's orphans are reaped by it and not by pid 1. It then creates the cgroup and the
+//! init ([`crate::engine::container::create::launch`]), reports the pid on the pipe, and runs
+//! the [`Monitor`] until the init exits: it holds the stdio pipes or the pty and writes the CRI
+//! log, and records the exit status atomically in `exit.json`. Nothing here depends on the
+//! process that started it: kill that process with SIGKILL and the container keeps running,
+//! logging, and has its exit recorded.
+//!
+//! The shim is single-threaded and has no async runtime, so `clone3` from it is safe and its
+//! memory footprint stays small.
+
+pub mod log;
+pub mod monitor;
+
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
+use crate::engine::container::create::{launch, LaunchOptions, Ready};
+use crate::engine::container::{Runtime, FIFO_FILE, SHIM_LOG, STATE_FILE};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::fsutil;
+pub use monitor::Monitor;
+
+/// The shim's command line (set by `create`, not meant for people).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ShimArgs {
+    #[arg(long)]
+    pub root: PathBuf,
+    #[arg(long)]
+    pub id: String,
+    #[arg(long, default_value = crate::engine::cgroups::DEFAULT_ROOT)]
+    pub cgroup_root: PathBuf,
+    /// Descriptor of the pipe on which the outcome of the creation is reported.
+    #[arg(long)]
+    pub ready_fd: RawFd,
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: i32,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    /// Write the container's output to this CRI log instead of passing our stdio through.
+    #[arg(long)]
+    pub log_path: Option<PathBuf>,
+    #[arg(long, default_value_t = 0)]
+    pub log_max_size: u64,
+    #[arg(long, default_value_t = 0)]
+    pub log_max_files: u32,
+}
+
+/// Runs the shim; returns the process exit code.
+pub fn main(args: ShimArgs) -> i32 {
+    // SAFETY: the shim is single-threaded here (main has spawned nothing), so fork is safe.
+    match unsafe { nix::unistd::fork() } {
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Child) => {}
+        Err(e) => {
+            report(
+                args.ready_fd,
+                &Ready::Failed {
+                    message: format!("shim fork: {e}"),
+                    exec_code: None,
+                },
+            );
+            return 1;
+        }
+    }
+    let _ = nix::unistd::setsid();
+    let _ = nix::sys::prctl::set_child_subreaper(true);
+    let rt = Runtime {
+        root: args.root.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+        cgroup_parent: None,
+    };
+    let dir = rt.dir(&args.id);
+    let mut monitor = match setup(&rt, &args) {
+        Ok(m) => m,
+        Err(e) => {
+            let exec_code = match &e {
+                EngineError::Exec { code, .. } => Some(*code),
+                _ => None,
+            };
+            report(
+                args.ready_fd,
+                &Ready::Failed {
+                    message: e.to_string(),
+                    exec_code,
+                },
+            );
+            return 1;
+        }
+    };
+    report(args.ready_fd, &Ready::Created { pid: monitor.pid() });
+    // Our stdio was the caller's: the container has inherited it (or has its own pipes), and
+    // holding it would keep the caller's pipes open after the container is gone.
+    null_stdio();
+    redirect_stderr(&dir.join(SHIM_LOG));
+    let exit = monitor.run();
+    if let Err(e) = fsutil::write_json_atomic(&dir.join(crate::engine::container::EXIT_FILE), &exit)
+    {
+        eprintln!("minid shim: recording the exit of {}: {e}", args.id);
+        return 1;
+    }
+    0
+}
+
+fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
+    let dir = rt.dir(&args.id);
+    let fifo = dir.join(FIFO_FILE);
+    let exec_fifo = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| EngineError::sys(format!("open {}", fifo.display()), e))?;
+    // SAFETY: open returned a fresh descriptor that we now own.
+    let exec_fifo = unsafe { OwnedFd::from_raw_fd(exec_fifo) };
+    let console = match &args.console_socket {
+        Some(p) => Some(connect_console(p)?),
+        None => None,
+    };
+    let mut pipes = None;
+    let mut stdio = None;
+    let mut console_pair = None;
+    if let Some(path) = &args.log_path {
+        let (p, fds) = monitor::StdioPipes::new()?;
+        stdio = Some(fds);
+        pipes = Some((p, path.clone()));
+        if console.is_none() {
+            // A terminal in log mode: the pty master comes to us over a socketpair.
+            console_pair = Some(monitor::console_pair()?);
+        }
+    }
+    let monitor_guard = monitor::block_signals(false)?;
+    let console_fd = console
+        .as_ref()
+        .map(|c| c.as_raw_fd())
+        .or(console_pair.as_ref().map(|(_, child)| child.as_raw_fd()));
+    let (record, cgroup) = launch(
+        rt,
+        &args.id,
+        LaunchOptions {
+            stdio,
+            console: console_fd,
+            exec_fifo: Some(exec_fifo),
+            preserve_fds: args.preserve_fds,
+        },
+    )?;
+    let mut record = record;
+    record.shim_pid = std::process::id() as i32;
+    record.log_path = args.log_path.clone();
+    fsutil::write_json_atomic(&dir.join(STATE_FILE), &record)?;
+    drop(console);
+    let mut m = Monitor::new(record.pid, monitor_guard, cgroup);
+    if let Some((p, path)) = pipes {
+        let log = log::CriLog::open(&path, args.log_max_size, args.log_max_files)
+            .map_err(|e| EngineError::io("open log", &path, e))?;
+        m.set_log(log, p, console_pair.map(|(ours, _)| ours));
+    }
+    Ok(m)
+}
+
+fn connect_console(path: &std::path::Path) -> Result<OwnedFd> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| EngineError::io("connect to console socket", path, e))?;
+    Ok(OwnedFd::from(s))
+}
+
+fn report(fd: RawFd, r: &Ready) {
+    // SAFETY: the ready fd was handed to us on the command line and is used only here.
+    let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+    let _ = f.write_all(&serde_json::to_vec(r).unwrap_or_default());
+}
+
+/// The shim's own messages go to `shim.log` in the container's directory.
+fn redirect_stderr(path: &std::path::Path) {
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+    {
+        let fd = f.into_raw_fd();
+        let _ = nix::unistd::dup2(fd, 2);
+        let _ = nix::unistd::close(fd);
+    }
+}
+
+fn null_stdio() {
+    if let Ok(f) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        let fd = f.into_raw_fd();
+        let _ = nix::unistd::dup2(fd, 0);
+        let _ = nix::unistd::dup2(fd, 1);
+        let _ = nix::unistd::close(fd);
+    }
+}
