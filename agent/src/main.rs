@@ -56,7 +56,7 @@ fn main() {
         .unwrap_or_default();
     if argv0 == "minid-runtime" {
         let cli = RuntimeCli::parse();
-        std::process::exit(minid::runtime::main(cli));
+        std::process::exit(minid::runtime::main_as(cli, true));
     }
     let cli = Cli::parse();
     let code = match cli.command {

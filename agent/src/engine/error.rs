@@ -84,7 +84,7 @@ impl EngineError {
             Exec { code, .. } if *code == 127 => ErrorKind::NotFound,
             Exec { .. } => ErrorKind::PermissionDenied,
             Init(_) | Hook { .. } | Other(_) => ErrorKind::Internal,
-            Cgroup(_) => ErrorKind::Internal,
+            Cgroup(e) => e.kind(),
             Image(e) => e.kind(),
             Snapshot(e) => e.kind(),
         }

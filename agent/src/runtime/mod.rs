@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::engine::container::create::{self, CreateOptions, LogConfig, StdioMode};
+use crate::engine::container::create::{self, CreateOptions, LogConfig, Monitor, StdioMode};
 use crate::engine::container::run::{self as run_verb, RunOptions};
 use crate::engine::container::{delete, kill, start, state, Runtime, DEFAULT_ROOT};
 use crate::engine::error::EngineError;
@@ -57,6 +57,11 @@ pub struct RuntimeCli {
     /// runc's rootless mode: "auto" and "false" are accepted; minid runs as root
     #[arg(long)]
     pub rootless: Option<String>,
+    /// Who parents the container after `create`: a minid shim (minid's model: logs and exit
+    /// status kept by the shim), or the caller's subreaper, as with runc (what podman and
+    /// containerd's runc shim expect). Default: shim; `caller` when invoked as minid-runtime.
+    #[arg(long, value_enum)]
+    pub monitor: Option<Monitor>,
     /// Parent cgroup for containers without an absolute linux.cgroupsPath
     /// (default: minid/ under the caller's own cgroup)
     #[arg(long)]
@@ -165,7 +170,20 @@ pub enum Verb {
 }
 
 /// Runs the CLI; returns the process exit code.
+/// Runs the CLI as `minid runtime` (`as_minid_runtime`: invoked through the `minid-runtime`
+/// link, where the caller is a runc-driving tool and the default monitor is the caller).
 pub fn main(cli: RuntimeCli) -> i32 {
+    main_as(cli, false)
+}
+
+pub fn main_as(mut cli: RuntimeCli, as_minid_runtime: bool) -> i32 {
+    if cli.monitor.is_none() {
+        cli.monitor = Some(if as_minid_runtime {
+            Monitor::Caller
+        } else {
+            Monitor::Shim
+        });
+    }
     let log = cli.log.clone();
     let fmt = cli.log_format;
     match dispatch(cli) {
@@ -221,6 +239,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
             )));
         }
     }
+    let monitor = cli.monitor.unwrap_or(Monitor::Shim);
     let rt = Runtime {
         cgroup_parent: cli.cgroup_parent.clone(),
         ..Runtime::new(&cli.root)
@@ -251,6 +270,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                 &rt,
                 &id,
                 &CreateOptions {
+                    monitor,
                     bundle,
                     console_socket,
                     pid_file,
@@ -314,6 +334,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                     &rt,
                     &id,
                     &CreateOptions {
+                        monitor,
                         bundle,
                         console_socket,
                         pid_file,

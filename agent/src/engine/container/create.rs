@@ -44,8 +44,21 @@ pub struct LogConfig {
     pub max_files: u32,
 }
 
+/// Who is the init's parent after `create` returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Monitor {
+    /// minid's process model: a detached `minid shim` owns the init, its stdio and its exit
+    /// record, independent of the caller.
+    Shim,
+    /// runc's process model: `create` clones the init itself and exits, so the init is
+    /// reparented to the caller's subreaper (conmon, containerd-shim-runc-v2), which waits
+    /// for it and learns its exit status. What podman and containerd expect of a runtime.
+    Caller,
+}
+
 #[derive(Debug, Clone)]
 pub struct CreateOptions {
+    pub monitor: Monitor,
     pub bundle: PathBuf,
     pub console_socket: Option<PathBuf>,
     pub pid_file: Option<PathBuf>,
@@ -81,7 +94,10 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
             nix::sys::stat::FchmodatFlags::FollowSymlink,
         )
         .map_err(|e| EngineError::sys(format!("chmod {}", fifo.display()), e))?;
-        let pid = spawn_shim(rt, id, opts)?;
+        let pid = match opts.monitor {
+            Monitor::Shim => spawn_shim(rt, id, opts)?,
+            Monitor::Caller => create_in_process(rt, id, opts)?,
+        };
         if let Some(p) = &opts.pid_file {
             fsutil::write_atomic(p, pid.to_string().as_bytes())?;
         }
@@ -145,6 +161,39 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
         return Err(e);
     }
     Ok((spec, bundle))
+}
+
+/// runc's model: we are the init's parent only until we exit.
+fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
+    if let StdioMode::Log(_) = opts.stdio {
+        return Err(EngineError::InvalidSpec(
+            "a container log needs the shim to hold the pipes (use --monitor shim)".into(),
+        ));
+    }
+    let fifo = rt.dir(id).join(FIFO_FILE);
+    let exec_fifo = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| EngineError::sys(format!("open {}", fifo.display()), e))?;
+    // SAFETY: open returned a fresh descriptor that we now own.
+    let exec_fifo = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(exec_fifo) };
+    let console: Option<OwnedFd> = match &opts.console_socket {
+        Some(p) => Some(
+            std::os::unix::net::UnixStream::connect(p)
+                .map_err(|e| EngineError::io("connect to console socket", p, e))?
+                .into(),
+        ),
+        None => None,
+    };
+    let (record, _cgroup) = launch(
+        rt,
+        id,
+        LaunchOptions {
+            stdio: None,
+            console: console.as_ref().map(|c| c.as_raw_fd()),
+            exec_fifo: Some(exec_fifo),
+            preserve_fds: opts.preserve_fds,
+        },
+    )?;
+    Ok(record.pid)
 }
 
 fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
