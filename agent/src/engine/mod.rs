@@ -21,6 +21,7 @@ pub mod image;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod snapshot;
 pub mod spec;
 pub mod sys;

@@ -187,11 +187,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "linux section is missing (minid runs Linux containers)".into(),
         ));
     };
-    if linux.seccomp().is_some() {
-        return Err(unsupported(
-            "linux.seccomp (seccomp filters are not implemented yet)",
-        ));
-    }
     if linux.intel_rdt().is_some() {
         return Err(unsupported("linux.intelRdt"));
     }
@@ -322,15 +317,14 @@ mod tests {
     }
 
     #[test]
-    fn seccomp_is_refused_not_ignored() {
+    fn intel_rdt_is_refused_not_ignored() {
         let mut spec = default_spec();
-        let json = serde_json::json!({"defaultAction": "SCMP_ACT_ALLOW"});
-        let sec = serde_json::from_value(json).expect("seccomp json");
+        let rdt = serde_json::from_value(serde_json::json!({"closID": "x"})).expect("rdt json");
         if let Some(l) = spec.linux_mut() {
-            l.set_seccomp(Some(sec));
+            l.set_intel_rdt(Some(rdt));
         }
         let err = validate(&spec).unwrap_err();
-        assert!(err.to_string().contains("linux.seccomp"), "{err}");
+        assert!(err.to_string().contains("linux.intelRdt"), "{err}");
     }
 
     #[test]

@@ -286,7 +286,12 @@ pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<(Record, Bo
         let wait_for_hooks = !hooks::of(&spec, Stage::Prestart).is_empty()
             || !hooks::of(&spec, Stage::CreateRuntime).is_empty();
         let state_json = |pid: i32| state_json(id, "creating", pid, &record);
+        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+            Some(cfg) => Some(crate::engine::seccomp::compile(cfg)?),
+            None => None,
+        };
         let init = InitConfig {
+            seccomp,
             rootfs: record.rootfs.clone(),
             plan,
             joins,

@@ -20,6 +20,7 @@ use crate::engine::error::{EngineError, Result};
 use crate::engine::hooks::{self, Stage};
 use crate::engine::namespaces::{self, Plan};
 use crate::engine::rootfs;
+use crate::engine::seccomp;
 
 /// Everything the init needs, prepared by the parent before `clone3`.
 #[derive(Debug)]
@@ -43,6 +44,8 @@ pub struct InitConfig {
     pub wait_for_hooks: bool,
     /// The OCI state JSON given to createContainer and startContainer hooks.
     pub state_json: Vec<u8>,
+    /// The compiled `linux.seccomp` filter, loaded by the init.
+    pub seccomp: Option<libseccomp::ScmpFilterContext>,
 }
 
 /// Entry point of the cloned child; never returns.
@@ -166,7 +169,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
     }
     identity::set_rlimits(process)?;
     identity::set_io_priority(process)?;
-    if process.no_new_privileges().unwrap_or(false) {
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if let (Some(filter), false) = (&cfg.seccomp, nnp) {
+        // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load while we still have it.
+        seccomp::load(filter)?;
+    }
+    if nnp {
         nix::sys::prctl::set_no_new_privs()
             .map_err(|e| EngineError::sys("PR_SET_NO_NEW_PRIVS", e))?;
     }
@@ -192,6 +200,10 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
     }
     hooks::run(spec, Stage::StartContainer, &cfg.state_json)
         .map_err(|e| Failure::AfterCreated(1, e))?;
+    if let (Some(filter), true) = (&cfg.seccomp, nnp) {
+        // As late as possible, so none of our own setup is filtered (runc's order).
+        seccomp::load(filter).map_err(|e| Failure::AfterCreated(1, e))?;
+    }
     close_fds_on_exec(cfg.preserve_fds);
     let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
     let code = if err == nix::Error::ENOENT { 127 } else { 126 };
