@@ -117,10 +117,7 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
         .map_err(|e| EngineError::sys(format!("open {}", fifo.display()), e))?;
     // SAFETY: open returned a fresh descriptor that we now own.
     let exec_fifo = unsafe { OwnedFd::from_raw_fd(exec_fifo) };
-    let console = match &args.console_socket {
-        Some(p) => Some(connect_console(p)?),
-        None => None,
-    };
+    let console = crate::engine::process::connect_console(args.console_socket.as_deref())?;
     let mut pipes = None;
     let mut stdio = None;
     let mut console_pair = None;
@@ -160,12 +157,6 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
         m.set_log(log, p, console_pair.map(|(ours, _)| ours));
     }
     Ok(m)
-}
-
-fn connect_console(path: &std::path::Path) -> Result<OwnedFd> {
-    let s = std::os::unix::net::UnixStream::connect(path)
-        .map_err(|e| EngineError::io("connect to console socket", path, e))?;
-    Ok(OwnedFd::from(s))
 }
 
 fn report(fd: RawFd, r: &Ready) {

@@ -175,14 +175,7 @@ fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32
         .map_err(|e| EngineError::sys(format!("open {}", fifo.display()), e))?;
     // SAFETY: open returned a fresh descriptor that we now own.
     let exec_fifo = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(exec_fifo) };
-    let console: Option<OwnedFd> = match &opts.console_socket {
-        Some(p) => Some(
-            std::os::unix::net::UnixStream::connect(p)
-                .map_err(|e| EngineError::io("connect to console socket", p, e))?
-                .into(),
-        ),
-        None => None,
-    };
+    let console = process::connect_console(opts.console_socket.as_deref())?;
     let (record, _cgroup) = launch(
         rt,
         id,

@@ -7,10 +7,10 @@
 
 use super::create::{launch, prepare, LaunchOptions};
 use super::{delete, ExitRecord, Runtime, EXIT_FILE};
-use crate::engine::error::{EngineError, Result};
+use crate::engine::error::Result;
 use crate::engine::fsutil;
 use crate::shim::monitor::{block_signals, Monitor};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 
 pub struct RunOptions {
     pub bundle: std::path::PathBuf,
@@ -27,14 +27,7 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
     prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
-        let console: Option<OwnedFd> = match &opts.console_socket {
-            Some(p) => Some(
-                std::os::unix::net::UnixStream::connect(p)
-                    .map_err(|e| EngineError::io("connect to console socket", p, e))?
-                    .into(),
-            ),
-            None => None,
-        };
+        let console = crate::engine::process::connect_console(opts.console_socket.as_deref())?;
         let signals = block_signals(true)?;
         let (record, cgroup) = launch(
             rt,

@@ -23,6 +23,17 @@ use crate::engine::hooks::{self, Stage};
 use channel::{Channel, Message};
 use init::InitConfig;
 
+/// Connects to the `--console-socket` that will receive the pty master (runtime-spec
+/// runtime.md "Console"); `None` when no socket was given.
+pub fn connect_console(path: Option<&std::path::Path>) -> Result<Option<OwnedFd>> {
+    let Some(p) = path else {
+        return Ok(None);
+    };
+    let s = std::os::unix::net::UnixStream::connect(p)
+        .map_err(|e| EngineError::io("connect to console socket", p, e))?;
+    Ok(Some(s.into()))
+}
+
 /// `struct clone_args` of clone3(2).
 #[repr(C)]
 #[derive(Default)]
