@@ -48,7 +48,22 @@ enum Command {
     Shim(minid::shim::ShimArgs),
 }
 
+/// Warnings from the engine (`tracing::warn!`) go to stderr, one line each; the runtime CLI's
+/// stdout stays machine-readable (`state`, `list --format json`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .without_time()
+        .with_target(false)
+        .try_init();
+}
+
 fn main() {
+    init_logging();
     let argv0 = std::env::args_os()
         .next()
         .map(PathBuf::from)

@@ -53,8 +53,12 @@ pub enum EngineError {
     Exec { code: i32, msg: String },
     #[error("container init failed: {0}")]
     Init(String),
-    #[error("hook {path} failed: {reason}")]
-    Hook { path: String, reason: String },
+    #[error("{stage} hook {path} failed: {reason}")]
+    Hook {
+        stage: &'static str,
+        path: String,
+        reason: String,
+    },
     #[error(transparent)]
     Cgroup(#[from] crate::engine::cgroups::CgroupError),
     #[error(transparent)]

@@ -11,8 +11,26 @@ use std::path::Path;
 
 use crate::engine::error::{EngineError, Result};
 
-/// Writes `data` to `path` atomically (temp file + fsync + rename + fsync of the directory).
+/// Whether a write must survive power loss, or only a crash of the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// fsync the file and its directory: image store and snapshot metadata under
+    /// `/var/lib/minid`, which outlive a reboot.
+    Durable,
+    /// Rename only: readers still never see a torn file, but nothing waits for the disk.
+    /// For the runtime's container state under `/run`, which a reboot discards anyway (and
+    /// whose fsyncs were the largest cost of starting a container).
+    Volatile,
+}
+
+/// Writes `data` to `path` atomically and durably (temp file + fsync + rename + fsync of the
+/// directory).
 pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
+    write_atomic_with(path, data, Durability::Durable)
+}
+
+/// Writes `data` to `path` atomically (temp file + rename), fsyncing as `durability` says.
+pub fn write_atomic_with(path: &Path, data: &[u8], durability: Durability) -> Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| EngineError::Other(format!("{} has no parent directory", path.display())))?;
@@ -25,11 +43,15 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
         let mut f = File::create(&tmp).map_err(|e| EngineError::io("create", &tmp, e))?;
         f.write_all(data)
             .map_err(|e| EngineError::io("write", &tmp, e))?;
-        f.sync_all()
-            .map_err(|e| EngineError::io("fsync", &tmp, e))?;
+        if durability == Durability::Durable {
+            f.sync_all()
+                .map_err(|e| EngineError::io("fsync", &tmp, e))?;
+        }
         fs::rename(&tmp, path).map_err(|e| EngineError::io("rename into place", path, e))?;
-        if let Ok(d) = File::open(dir) {
-            let _ = d.sync_all();
+        if durability == Durability::Durable {
+            if let Ok(d) = File::open(dir) {
+                let _ = d.sync_all();
+            }
         }
         Ok(())
     })();
@@ -39,11 +61,20 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     res
 }
 
-/// Serializes `value` as JSON and writes it atomically.
+/// Serializes `value` as JSON and writes it atomically and durably.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
+    write_json_atomic_with(path, value, Durability::Durable)
+}
+
+/// Serializes `value` as JSON and writes it atomically, fsyncing as `durability` says.
+pub fn write_json_atomic_with<T: serde::Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<()> {
     let data = serde_json::to_vec_pretty(value)
         .map_err(|e| EngineError::Other(format!("failed to encode {}: {e}", path.display())))?;
-    write_atomic(path, &data)
+    write_atomic_with(path, &data, durability)
 }
 
 /// Reads and decodes a JSON file; a decode failure names the file.

@@ -32,6 +32,20 @@ pub enum Stage {
     Poststop,
 }
 
+impl Stage {
+    /// The stage's name in config.json, for errors that say which hook failed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prestart => "prestart",
+            Stage::CreateRuntime => "createRuntime",
+            Stage::CreateContainer => "createContainer",
+            Stage::StartContainer => "startContainer",
+            Stage::Poststart => "poststart",
+            Stage::Poststop => "poststop",
+        }
+    }
+}
+
 /// The hooks of one stage (prestart is deprecated but still honoured, before createRuntime).
 pub fn of(spec: &Spec, stage: Stage) -> Vec<Hook> {
     let Some(h): Option<&Hooks> = spec.hooks().as_ref() else {
@@ -52,15 +66,16 @@ pub fn of(spec: &Spec, stage: Stage) -> Vec<Hook> {
 /// Runs every hook of `stage` in order, feeding `state_json` on stdin; stops at the first failure.
 pub fn run(spec: &Spec, stage: Stage, state_json: &[u8]) -> Result<()> {
     for hook in of(spec, stage) {
-        run_one(&hook, state_json)?;
+        run_one(stage, &hook, state_json)?;
     }
     Ok(())
 }
 
 /// Runs one hook; a timeout (seconds, from the spec) kills it.
-pub fn run_one(hook: &Hook, state_json: &[u8]) -> Result<()> {
+pub fn run_one(stage: Stage, hook: &Hook, state_json: &[u8]) -> Result<()> {
     let path = hook.path();
     let fail = |reason: String| EngineError::Hook {
+        stage: stage.name(),
         path: path.display().to_string(),
         reason,
     };
@@ -135,7 +150,7 @@ mod tests {
             "args": ["sh", "-c", format!("cat > {}; echo \"$X\" >> {}", out.display(), out.display())],
             "env": ["X=from-env"],
         }));
-        run_one(&h, br#"{"id":"c1"}"#).expect("hook runs");
+        run_one(Stage::Poststop, &h, br#"{"id":"c1"}"#).expect("hook runs");
         let got = std::fs::read_to_string(&out).expect("read");
         assert_eq!(got, "{\"id\":\"c1\"}from-env\n");
     }
@@ -145,11 +160,12 @@ mod tests {
         let h = hook(
             serde_json::json!({"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}),
         );
-        let err = run_one(&h, b"{}").unwrap_err().to_string();
+        let err = run_one(Stage::Poststop, &h, b"{}").unwrap_err().to_string();
         assert!(err.contains("nope") && err.contains('3'), "{err}");
+        assert!(err.starts_with("poststop hook /bin/sh failed"), "{err}");
         let h =
             hook(serde_json::json!({"path": "/bin/sleep", "args": ["sleep", "5"], "timeout": 1}));
-        let err = run_one(&h, b"{}").unwrap_err().to_string();
+        let err = run_one(Stage::Poststop, &h, b"{}").unwrap_err().to_string();
         assert!(err.contains("timed out"), "{err}");
     }
 }

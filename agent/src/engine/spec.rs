@@ -13,7 +13,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{
-    Capabilities, Capability, LinuxCapabilities, LinuxNamespace, LinuxNamespaceType, Spec,
+    Capabilities, Capability, LinuxCapabilities, LinuxDeviceCgroup, LinuxDeviceType,
+    LinuxNamespace, LinuxNamespaceType, Spec,
 };
 
 use crate::engine::error::{EngineError, Result};
@@ -58,8 +59,48 @@ pub fn default_spec() -> Spec {
             ns.push(cg);
         }
         linux.set_namespaces(Some(ns));
+        let mut res = linux.resources().clone().unwrap_or_default();
+        res.set_devices(Some(default_device_rules()));
+        linux.set_resources(Some(res));
     }
     spec
+}
+
+/// Docker's and runc's default device rules: deny everything, allow mknod, and allow using the
+/// default devices (null, zero, full, random, urandom, tty, console, ptmx, pts). Without the
+/// deny-all, CAP_MKNOD lets a container make and open any host device (a disk, /dev/fuse).
+fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let rule = |allow: bool,
+                typ: LinuxDeviceType,
+                major: Option<i64>,
+                minor: Option<i64>,
+                access: &str| {
+        let mut r = LinuxDeviceCgroup::default();
+        r.set_allow(allow)
+            .set_typ(Some(typ))
+            .set_major(major)
+            .set_minor(minor)
+            .set_access(Some(access.to_string()));
+        r
+    };
+    let mut rules = vec![
+        rule(false, LinuxDeviceType::A, None, None, "rwm"),
+        rule(true, LinuxDeviceType::C, None, None, "m"),
+        rule(true, LinuxDeviceType::B, None, None, "m"),
+    ];
+    for (major, minor) in [
+        (1, Some(3)),
+        (1, Some(5)),
+        (1, Some(7)),
+        (1, Some(8)),
+        (1, Some(9)),
+    ]
+    .into_iter()
+    .chain([(5, Some(0)), (5, Some(1)), (5, Some(2)), (136, None)])
+    {
+        rules.push(rule(true, LinuxDeviceType::C, Some(major), minor, "rwm"));
+    }
+    rules
 }
 
 /// Reads `<bundle>/config.json`, validates it and resolves the root path against the bundle.
@@ -314,6 +355,13 @@ mod tests {
         assert!(!caps.contains(&Capability::SysAdmin));
         assert!(new_namespace(&spec, LinuxNamespaceType::Cgroup));
         assert!(new_namespace(&spec, LinuxNamespaceType::Pid));
+        let devices = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.resources().as_ref())
+            .and_then(|r| r.devices().clone())
+            .expect("device rules");
+        assert!(!devices[0].allow() && devices[0].access().as_deref() == Some("rwm"));
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct RuntimeCli {
     /// containerd's runc shim expect). Default: shim; `caller` when invoked as minid-runtime.
     #[arg(long, value_enum)]
     pub monitor: Option<Monitor>,
+    /// Mount point of the cgroup hierarchy to use (v1 or v2 is detected there)
+    #[arg(long, default_value = crate::engine::cgroups::DEFAULT_ROOT)]
+    pub cgroup_root: PathBuf,
     /// Parent cgroup for containers without an absolute linux.cgroupsPath
     /// (default: minid/ under the caller's own cgroup)
     #[arg(long)]
@@ -242,6 +245,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
     let monitor = cli.monitor.unwrap_or(Monitor::Shim);
     let rt = Runtime {
         cgroup_parent: cli.cgroup_parent.clone(),
+        cgroup_root: cli.cgroup_root.clone(),
         ..Runtime::new(&cli.root)
     };
     match cli.command {

@@ -24,9 +24,8 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::engine::container::create::{launch, LaunchOptions, Ready};
-use crate::engine::container::{Runtime, FIFO_FILE, SHIM_LOG, STATE_FILE};
+use crate::engine::container::{Runtime, FIFO_FILE, SHIM_LOG};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::fsutil;
 pub use monitor::Monitor;
 
 /// The shim's command line (set by `create`, not meant for people).
@@ -36,8 +35,6 @@ pub struct ShimArgs {
     pub root: PathBuf,
     #[arg(long)]
     pub id: String,
-    #[arg(long, default_value = crate::engine::cgroups::DEFAULT_ROOT)]
-    pub cgroup_root: PathBuf,
     /// Descriptor of the pipe on which the outcome of the creation is reported.
     #[arg(long)]
     pub ready_fd: RawFd,
@@ -73,11 +70,8 @@ pub fn main(args: ShimArgs) -> i32 {
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    let rt = Runtime {
-        root: args.root.clone(),
-        cgroup_root: args.cgroup_root.clone(),
-        cgroup_parent: None,
-    };
+    // The cgroup root and parent were resolved by `create` and are in the record.
+    let rt = Runtime::new(&args.root);
     let dir = rt.dir(&args.id);
     let mut monitor = match setup(&rt, &args) {
         Ok(m) => m,
@@ -102,8 +96,7 @@ pub fn main(args: ShimArgs) -> i32 {
     null_stdio();
     redirect_stderr(&dir.join(SHIM_LOG));
     let exit = monitor.run();
-    if let Err(e) = fsutil::write_json_atomic(&dir.join(crate::engine::container::EXIT_FILE), &exit)
-    {
+    if let Err(e) = crate::engine::container::write_exit(&dir, &exit) {
         eprintln!("minid shim: recording the exit of {}: {e}", args.id);
         return 1;
     }
@@ -135,7 +128,7 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
         .as_ref()
         .map(|c| c.as_raw_fd())
         .or(console_pair.as_ref().map(|(_, child)| child.as_raw_fd()));
-    let (record, cgroup) = launch(
+    let launched = launch(
         rt,
         &args.id,
         LaunchOptions {
@@ -143,12 +136,11 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
             console: console_fd,
             exec_fifo: Some(exec_fifo),
             preserve_fds: args.preserve_fds,
+            monitor_pid: Some(std::process::id() as i32),
+            log_path: args.log_path.clone(),
         },
     )?;
-    let mut record = record;
-    record.shim_pid = std::process::id() as i32;
-    record.log_path = args.log_path.clone();
-    fsutil::write_json_atomic(&dir.join(STATE_FILE), &record)?;
+    let (record, cgroup) = (launched.record, launched.cgroup);
     drop(console);
     let mut m = Monitor::new(record.pid, monitor_guard, cgroup);
     if let Some((p, path)) = pipes {

@@ -17,10 +17,9 @@ use nix::sys::stat::Mode;
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use serde::{Deserialize, Serialize};
 
-use super::{now_rfc3339, validate_id, Record, Runtime, FIFO_FILE, STATE_FILE};
+use super::{now_rfc3339, validate_id, Record, Runtime, FIFO_FILE};
 use crate::engine::cgroups::{self, Cgroup};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::fsutil;
 use crate::engine::hooks::{self, Stage};
 use crate::engine::namespaces::{self, Plan};
 use crate::engine::process::{self, init::InitConfig, SpawnRequest};
@@ -99,7 +98,7 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
             Monitor::Caller => create_in_process(rt, id, opts)?,
         };
         if let Some(p) = &opts.pid_file {
-            fsutil::write_atomic(p, pid.to_string().as_bytes())?;
+            super::write_pid_file(p, pid)?;
         }
         Ok(pid)
     })();
@@ -116,6 +115,15 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
     let bundle =
         std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
     let spec = spec::load(&bundle)?;
+    if let Some(caps) = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref())
+    {
+        for w in crate::engine::process::identity::ambient_warnings(caps)? {
+            tracing::warn!(container_id = id, "{w}");
+        }
+    }
     if !spec::new_namespace(&spec, LinuxNamespaceType::Mount) {
         return Err(EngineError::Unsupported(
             "a container without a new mount namespace (minid always pivots into the rootfs)"
@@ -150,13 +158,15 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
         pid: 0,
         pid_start_time: 0,
         shim_pid: 0,
+        shim_start_time: 0,
         created: now_rfc3339(),
         cgroup,
         cgroup_version: version,
+        cgroup_root: rt.cgroup_root.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         log_path: None,
     };
-    if let Err(e) = fsutil::write_json_atomic(&dir.join(STATE_FILE), &record) {
+    if let Err(e) = super::write_record(&dir, &record) {
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
@@ -176,7 +186,7 @@ fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32
     // SAFETY: open returned a fresh descriptor that we now own.
     let exec_fifo = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(exec_fifo) };
     let console = process::connect_console(opts.console_socket.as_deref())?;
-    let (record, _cgroup) = launch(
+    let launched = launch(
         rt,
         id,
         LaunchOptions {
@@ -184,9 +194,11 @@ fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32
             console: console.as_ref().map(|c| c.as_raw_fd()),
             exec_fifo: Some(exec_fifo),
             preserve_fds: opts.preserve_fds,
+            monitor_pid: None,
+            log_path: None,
         },
     )?;
-    Ok(record.pid)
+    Ok(launched.record.pid)
 }
 
 fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
@@ -200,8 +212,6 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
         .arg(&rt.root)
         .arg("--id")
         .arg(id)
-        .arg("--cgroup-root")
-        .arg(&rt.cgroup_root)
         .arg("--ready-fd")
         .arg(wr.as_raw_fd().to_string())
         .arg("--preserve-fds")
@@ -257,19 +267,33 @@ pub struct LaunchOptions {
     pub console: Option<RawFd>,
     pub exec_fifo: Option<OwnedFd>,
     pub preserve_fds: i32,
+    /// The process that will record the init's exit (the shim, or `run` itself); `None` when
+    /// the caller's subreaper learns it (runc's model).
+    pub monitor_pid: Option<i32>,
+    /// The CRI log the monitor writes.
+    pub log_path: Option<PathBuf>,
 }
 
-/// Creates the cgroup, spawns the init and records its pid. Must run in a single-threaded
-/// process that has SIGCHLD blocked (so the exit cannot be missed).
-pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<(Record, Box<dyn Cgroup>)> {
+/// A launched container: its record (already written) and cgroup, and the init, which waits to
+/// be started.
+pub struct Launched {
+    pub record: Record,
+    pub cgroup: Box<dyn Cgroup>,
+    pub init: process::Spawned,
+}
+
+/// Creates the cgroup, spawns the init and records its pid and monitor, all before the init
+/// can run the user's process. Must run in a single-threaded process that has SIGCHLD blocked
+/// (so the exit cannot be missed).
+pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<Launched> {
     let c = rt.load(id)?;
     let mut record = c.record()?.clone();
     let spec = spec::load(&record.bundle)?;
-    let cgroup = cgroups::open_path(&rt.cgroup_root, record.cgroup_version, &record.cgroup);
+    let cgroup = cgroups::open_path(&record.cgroup_root, record.cgroup_version, &record.cgroup);
     let res = (|| {
         cgroup.create()?;
-        if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) {
-            cgroup.apply(res)?;
+        if let Some(res) = effective_resources(&spec)? {
+            cgroup.apply(&res)?;
         }
         let plan = Plan::from_spec(&spec)?;
         let mut joins = Vec::new();
@@ -293,20 +317,19 @@ pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<(Record, Bo
             exec_fifo: opts.exec_fifo.as_ref().map(|f| f.as_raw_fd()),
             preserve_fds: opts.preserve_fds,
             cgroup_version: record.cgroup_version,
-            cgroup_root: rt.cgroup_root.clone(),
+            cgroup_root: record.cgroup_root.clone(),
             wait_for_hooks,
             state_json: state_json(0),
             spec: spec.clone(),
         };
-        let pid = process::spawn(SpawnRequest {
+        process::spawn(SpawnRequest {
             init,
             cgroup: cgroup.as_ref(),
             state_for_hooks: &state_json,
-        })?;
-        Ok(pid.as_raw())
+        })
     })();
-    let pid = match res {
-        Ok(pid) => pid,
+    let init = match res {
+        Ok(init) => init,
         Err(e) => {
             if let Err(ce) = cgroup.remove() {
                 return Err(EngineError::Other(format!("{e} (and cleaning up: {ce})")));
@@ -314,10 +337,69 @@ pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<(Record, Bo
             return Err(e);
         }
     };
-    record.pid = pid;
-    record.pid_start_time = super::pid_start_time(pid).unwrap_or(0);
-    fsutil::write_json_atomic(&c.dir.join(STATE_FILE), &record)?;
-    Ok((record, cgroup))
+    record.pid = init.pid.as_raw();
+    record.pid_start_time = super::pid_start_time(record.pid).unwrap_or(0);
+    if let Some(m) = opts.monitor_pid {
+        record.shim_pid = m;
+        record.shim_start_time = super::pid_start_time(m).unwrap_or(0);
+    }
+    record.log_path = opts.log_path.clone();
+    super::write_record(&c.dir, &record)?;
+    Ok(Launched {
+        record,
+        cgroup,
+        init,
+    })
+}
+
+/// The device rules every runtime adds after the spec's own (runc's `AllowedDevices`, crun
+/// likewise): mknod of any node, the default devices, the pty devices, and each node of
+/// `linux.devices`. Without them a spec whose list starts with deny-all (`runc spec`'s default)
+/// could not even create its own `/dev/null`.
+fn effective_resources(spec: &Spec) -> Result<Option<oci_spec::runtime::LinuxResources>> {
+    let Some(linux) = spec.linux().as_ref() else {
+        return Ok(None);
+    };
+    let Some(res) = linux.resources().as_ref() else {
+        return Ok(None);
+    };
+    let Some(rules) = res.devices().as_ref().filter(|r| !r.is_empty()) else {
+        return Ok(Some(res.clone()));
+    };
+    let mut all = rules.clone();
+    let mut allow = |typ: &str, major: Option<i64>, minor: Option<i64>, access: &str| {
+        let v = serde_json::json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access});
+        serde_json::from_value(v).map(|r| all.push(r))
+    };
+    let defaults: [(&str, Option<i64>, Option<i64>, &str); 11] = [
+        ("c", None, None, "m"),
+        ("b", None, None, "m"),
+        ("c", Some(1), Some(3), "rwm"),
+        ("c", Some(1), Some(5), "rwm"),
+        ("c", Some(1), Some(7), "rwm"),
+        ("c", Some(1), Some(8), "rwm"),
+        ("c", Some(1), Some(9), "rwm"),
+        ("c", Some(5), Some(0), "rwm"),
+        ("c", Some(5), Some(1), "rwm"),
+        ("c", Some(5), Some(2), "rwm"),
+        ("c", Some(136), None, "rwm"),
+    ];
+    let encode = |e: serde_json::Error| EngineError::Other(format!("device rule: {e}"));
+    for (t, ma, mi, a) in defaults {
+        allow(t, ma, mi, a).map_err(encode)?;
+    }
+    for d in linux.devices().as_deref().unwrap_or_default() {
+        let typ = match d.typ() {
+            oci_spec::runtime::LinuxDeviceType::B => "b",
+            oci_spec::runtime::LinuxDeviceType::C | oci_spec::runtime::LinuxDeviceType::U => "c",
+            // FIFOs are not device numbers the cgroup controls.
+            _ => continue,
+        };
+        allow(typ, Some(d.major()), Some(d.minor()), "rwm").map_err(encode)?;
+    }
+    let mut res = res.clone();
+    res.set_devices(Some(all));
+    Ok(Some(res))
 }
 
 /// The OCI state JSON for hooks.

@@ -74,7 +74,6 @@ impl Runtime {
             id: id.to_string(),
             dir,
             record,
-            cgroup_root: self.cgroup_root.clone(),
         })
     }
 
@@ -113,14 +112,23 @@ pub struct Record {
     /// The shim that owns the init (0 when `minid runtime run` owns it in the foreground).
     #[serde(default)]
     pub shim_pid: i32,
+    #[serde(default)]
+    pub shim_start_time: u64,
     pub created: String,
     pub cgroup: CgroupPath,
     pub cgroup_version: CgroupVersion,
+    /// Mount point of the hierarchy the cgroup lives in; every verb uses this one.
+    #[serde(default = "default_cgroup_root")]
+    pub cgroup_root: PathBuf,
     #[serde(default)]
     pub annotations: std::collections::HashMap<String, String>,
     /// The CRI log file, when the shim writes one.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+}
+
+fn default_cgroup_root() -> PathBuf {
+    PathBuf::from(cgroups::DEFAULT_ROOT)
 }
 
 /// How the init ended, written once by its parent.
@@ -207,7 +215,6 @@ pub struct Container {
     pub dir: PathBuf,
     /// `None` while `create` has not written the record yet.
     pub record: Option<Record>,
-    cgroup_root: PathBuf,
 }
 
 impl Container {
@@ -230,7 +237,12 @@ impl Container {
             return Status::Stopped;
         }
         if !pid_is_ours(rec.pid, rec.pid_start_time) {
-            // The init is gone and nobody recorded it (its shim was killed): stopped.
+            // The init is gone. Its shim, if alive, is about to write the exit record: the
+            // container counts as stopped once that record exists, so a caller that sees
+            // "stopped" can always read the exit status. A dead shim records nothing.
+            if rec.shim_pid > 0 && pid_is_ours(rec.shim_pid, rec.shim_start_time) {
+                return Status::Running;
+            }
             return Status::Stopped;
         }
         if self.dir.join(FIFO_FILE).exists() {
@@ -248,14 +260,14 @@ impl Container {
         };
         match rec.cgroup_version {
             CgroupVersion::V1 => std::fs::read_to_string(
-                self.cgroup_root
+                rec.cgroup_root
                     .join("freezer")
                     .join(rec.cgroup.for_controller("freezer").trim_start_matches('/'))
                     .join("freezer.state"),
             )
             .is_ok_and(|s| s.trim() == "FROZEN"),
             CgroupVersion::V2 => std::fs::read_to_string(
-                self.cgroup_root
+                rec.cgroup_root
                     .join(rec.cgroup.path.trim_start_matches('/'))
                     .join("cgroup.freeze"),
             )
@@ -274,7 +286,7 @@ impl Container {
     pub fn cgroup(&self) -> Result<Box<dyn Cgroup>> {
         let rec = self.record()?;
         Ok(cgroups::open_path(
-            &self.cgroup_root,
+            &rec.cgroup_root,
             rec.cgroup_version,
             &rec.cgroup,
         ))
@@ -361,9 +373,24 @@ pub fn pid_is_ours(pid: i32, start_time: u64) -> bool {
     }
 }
 
-/// Path helper: `<dir>/<name>`.
-pub fn file(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
+/// Writes a container's record (`state.json`). Container state lives on `/run`, gone at
+/// reboot, so it is replaced atomically without fsync (see [`fsutil::Durability`]).
+pub fn write_record(dir: &Path, record: &Record) -> Result<()> {
+    fsutil::write_json_atomic_with(&dir.join(STATE_FILE), record, fsutil::Durability::Volatile)
+}
+
+/// Writes a container's exit record (`exit.json`), atomically as the record.
+pub fn write_exit(dir: &Path, exit: &ExitRecord) -> Result<()> {
+    fsutil::write_json_atomic_with(&dir.join(EXIT_FILE), exit, fsutil::Durability::Volatile)
+}
+
+/// Writes `--pid-file` (atomically, as runc does, so a reader never sees it half-written).
+pub fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    fsutil::write_atomic_with(
+        path,
+        pid.to_string().as_bytes(),
+        fsutil::Durability::Volatile,
+    )
 }
 
 #[cfg(test)]
@@ -416,9 +443,11 @@ mod tests {
             pid: me,
             pid_start_time: pid_start_time(me).expect("own start time"),
             shim_pid: 0,
+            shim_start_time: 0,
             created: now_rfc3339(),
             cgroup: CgroupPath::uniform("/minid/c1"),
             cgroup_version: CgroupVersion::V1,
+            cgroup_root: default_cgroup_root(),
             annotations: Default::default(),
             log_path: None,
         };

@@ -1,14 +1,16 @@
 //! `run` in the foreground: create, start and wait, with this process as the init's parent.
 //!
 //! Like `crun run`, the container inherits our stdio and we exit with its status; unlike
-//! `create`, no shim is spawned (we are the monitor) and no exec fifo is used (the init goes
-//! straight on to `execve`), which keeps the common "run one command" path short. Termination
+//! `create`, no shim is spawned (we are the monitor) and no exec fifo is used: the init is
+//! released with a message on the channel it already has, once its record is written, which
+//! keeps the common "run one command" path short. Termination
 //! signals sent to us are forwarded to the init. The container is deleted when it exits.
 
-use super::create::{launch, prepare, LaunchOptions};
-use super::{delete, ExitRecord, Runtime, EXIT_FILE};
+use super::create::{launch, prepare, state_json, LaunchOptions};
+use super::{delete, ExitRecord, Runtime};
 use crate::engine::error::Result;
-use crate::engine::fsutil;
+use crate::engine::hooks::{self, Stage};
+use crate::engine::spec;
 use crate::shim::monitor::{block_signals, Monitor};
 use std::os::fd::AsRawFd;
 
@@ -29,7 +31,7 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
     let res = (|| {
         let console = crate::engine::process::connect_console(opts.console_socket.as_deref())?;
         let signals = block_signals(true)?;
-        let (record, cgroup) = launch(
+        let launched = launch(
             rt,
             id,
             LaunchOptions {
@@ -37,13 +39,25 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 exec_fifo: None,
                 preserve_fds: opts.preserve_fds,
+                monitor_pid: Some(std::process::id() as i32),
+                log_path: None,
             },
         )?;
+        let (record, cgroup) = (launched.record, launched.cgroup);
         if let Some(p) = &opts.pid_file {
-            fsutil::write_atomic(p, record.pid.to_string().as_bytes())?;
+            super::write_pid_file(p, record.pid)?;
+        }
+        // Recorded: now let the init go on, and once it has exec'd run the poststart hooks,
+        // as `start` does (a failing one is a warning, per the runtime spec).
+        launched.init.start()?;
+        if let Ok(spec) = spec::load(&record.bundle) {
+            let state = state_json(id, "running", record.pid, &record);
+            if let Err(e) = hooks::run(&spec, Stage::Poststart, &state) {
+                eprintln!("minid: warning: {e}");
+            }
         }
         let exit = Monitor::new(record.pid, signals, cgroup).run();
-        fsutil::write_json_atomic(&dir.join(EXIT_FILE), &exit)?;
+        super::write_exit(&dir, &exit)?;
         Ok(exit)
     })();
     match res {

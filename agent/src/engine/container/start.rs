@@ -49,7 +49,19 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Vec<String>> {
                 let mut b = [0u8; 1];
                 match (&file).read(&mut b) {
                     Ok(1) => break,
-                    Ok(_) => std::thread::sleep(Duration::from_millis(1)),
+                    Ok(_) => {
+                        // EOF: the init opened the fifo and closed it without the go-ahead
+                        // (a startContainer hook failed, or it was killed). Report how it
+                        // ended rather than spin on the closed fifo.
+                        let _ = std::fs::remove_file(&fifo);
+                        super::delete::wait_stopped(rt, id, Duration::from_secs(10))?;
+                        let exit = rt.load(id)?.exit()?;
+                        return Err(EngineError::Init(format!(
+                            "container {id} exited while starting (exit status {})",
+                            exit.map(|e| e.status.to_string())
+                                .unwrap_or_else(|| "unknown".into())
+                        )));
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(EngineError::io("read", &fifo, e)),
                 }

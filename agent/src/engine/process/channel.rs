@@ -15,14 +15,19 @@ use crate::engine::error::{EngineError, Result};
 /// What the init and its parent tell each other, in protocol order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// parent → init: user namespace maps are written and the init is in its cgroup.
-    Go,
+    /// parent → init: user namespace maps are written and the init is in its cgroup. `pid` is
+    /// the init's pid as the runtime sees it (inside a new pid namespace the init is 1), for
+    /// the state the container-side hooks receive.
+    Go { pid: i32 },
     /// init → parent: namespaces exist; the parent may run prestart/createRuntime hooks.
     NamespacesReady,
     /// parent → init: hooks ran, continue with the root filesystem.
     HooksDone,
     /// init → parent: everything up to `execve` is done; the init now waits to be started.
     Created,
+    /// parent → init (when there is no exec fifo): the container is recorded, go on to
+    /// `execve`. The init's end of the channel closes on exec, so the parent then reads EOF.
+    Start,
     /// Either way: a step failed; the text says which and why.
     Error(String),
     /// init → parent: the process cannot be executed; `code` is 127 (not found) or 126
@@ -105,10 +110,10 @@ mod tests {
     #[test]
     fn messages_keep_boundaries_and_eof_is_none() {
         let (a, b) = Channel::pair().expect("pair");
-        a.send(&Message::Go).expect("send");
+        a.send(&Message::Go { pid: 7 }).expect("send");
         a.send(&Message::Error("mount /proc: EPERM".into()))
             .expect("send");
-        assert_eq!(b.recv().expect("recv"), Some(Message::Go));
+        assert_eq!(b.recv().expect("recv"), Some(Message::Go { pid: 7 }));
         let err = b.expect(Message::Created).unwrap_err();
         assert!(err.to_string().contains("mount /proc: EPERM"), "{err}");
         drop(a);

@@ -89,10 +89,39 @@ pub fn set_caps(c: &LinuxCapabilities) -> Result<()> {
         )));
     }
     caps::clear(None, CapSet::Ambient).map_err(caps_err("ambient"))?;
-    for cap in to_caps(c.ambient())? {
+    for cap in raisable_ambient(c)? {
         caps::raise(None, CapSet::Ambient, cap).map_err(caps_err("ambient"))?;
     }
     Ok(())
+}
+
+/// The ambient capabilities the kernel will accept: an ambient capability must also be
+/// permitted and inheritable (capabilities(7)). runc and crun skip the others (runc's default
+/// spec lists ambient capabilities with an empty inheritable set); so do we, and
+/// [`ambient_warnings`] lets the caller say so.
+pub fn raisable_ambient(c: &LinuxCapabilities) -> Result<HashSet<Cap>> {
+    let p = to_caps(c.permitted())?;
+    let i = to_caps(c.inheritable())?;
+    Ok(to_caps(c.ambient())?
+        .into_iter()
+        .filter(|cap| p.contains(cap) && i.contains(cap))
+        .collect())
+}
+
+/// One warning per ambient capability that cannot be raised.
+pub fn ambient_warnings(c: &LinuxCapabilities) -> Result<Vec<String>> {
+    let ok = raisable_ambient(c)?;
+    let mut out: Vec<String> = to_caps(c.ambient())?
+        .into_iter()
+        .filter(|cap| !ok.contains(cap))
+        .map(|cap| {
+            format!(
+                "ambient capability {cap} is not raised: it is not both permitted and inheritable"
+            )
+        })
+        .collect();
+    out.sort();
+    Ok(out)
 }
 
 /// Switches to the process's uid, gid and supplementary groups, keeping the capabilities the

@@ -95,7 +95,16 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
             }
         }
     }
-    ch.expect(Message::Go)?;
+    let pid = match ch.recv()? {
+        Some(Message::Go { pid }) => pid,
+        Some(Message::Error(e)) => return Err(EngineError::Init(e).into()),
+        other => {
+            return Err(
+                EngineError::Init(format!("protocol error: expected Go, got {other:?}")).into(),
+            )
+        }
+    };
+    let state_json = with_pid(&cfg.state_json, pid);
     let userns = cfg.plan.creates(LinuxNamespaceType::User);
     if userns {
         become_root()?;
@@ -145,7 +154,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
         cgroup_root: &cfg.cgroup_root,
     };
     rootfs::prepare(&ctx)?;
-    hooks::run(spec, Stage::CreateContainer, &cfg.state_json)?;
+    hooks::run(spec, Stage::CreateContainer, &state_json)?;
     rootfs::pivot(&cfg.rootfs)?;
     rootfs::finalize(spec)?;
     rootfs::apply_sysctls(spec)?;
@@ -195,11 +204,24 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
 
     ch.send(&Message::Created)?;
 
-    if let Some(fifo) = cfg.exec_fifo {
-        wait_for_start(fifo).map_err(|e| Failure::AfterCreated(1, e))?;
-    }
-    hooks::run(spec, Stage::StartContainer, &cfg.state_json)
+    // Started: by `start` opening the exec fifo, or by the parent's Start message.
+    let fifo = match cfg.exec_fifo {
+        Some(fifo) => Some(open_exec_fifo(fifo).map_err(|e| Failure::AfterCreated(1, e))?),
+        None => {
+            ch.expect(Message::Start)
+                .map_err(|e| Failure::AfterCreated(1, e))?;
+            None
+        }
+    };
+    hooks::run(spec, Stage::StartContainer, &state_json)
         .map_err(|e| Failure::AfterCreated(1, e))?;
+    if let Some(f) = fifo {
+        // The byte tells `start` the startContainer hooks ran and execve comes next, so its
+        // poststart hooks follow them (runtime-spec order).
+        use std::io::Write;
+        (&f).write_all(b"0")
+            .map_err(|e| Failure::AfterCreated(1, EngineError::io("write", "exec fifo", e)))?;
+    }
     if let (Some(filter), true) = (&cfg.seccomp, nnp) {
         // As late as possible, so none of our own setup is filtered (runc's order).
         seccomp::load(filter).map_err(|e| Failure::AfterCreated(1, e))?;
@@ -214,6 +236,17 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
             msg: format!("exec {}: {err}", exe.to_string_lossy()),
         },
     ))
+}
+
+/// The hook state with the init's pid filled in.
+fn with_pid(state: &[u8], pid: i32) -> Vec<u8> {
+    match serde_json::from_slice::<serde_json::Value>(state) {
+        Ok(mut v) => {
+            v["pid"] = pid.into();
+            serde_json::to_vec(&v).unwrap_or_else(|_| state.to_vec())
+        }
+        Err(_) => state.to_vec(),
+    }
 }
 
 fn empty_caps() -> LinuxCapabilities {
@@ -316,8 +349,8 @@ pub fn send_fd(sock: RawFd, fd: RawFd, name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Blocks until `start` opens the exec fifo, then tells it we are going ahead.
-fn wait_for_start(fifo: RawFd) -> Result<()> {
+/// Blocks until `start` opens the exec fifo for reading; returns the write end.
+fn open_exec_fifo(fifo: RawFd) -> Result<std::fs::File> {
     let p = format!("/proc/self/fd/{fifo}");
     // The fifo was opened O_PATH before pivot_root; reopening through /proc gives a real,
     // blocking write end without needing the host path (runc's exec.fifo does the same).
@@ -325,11 +358,8 @@ fn wait_for_start(fifo: RawFd) -> Result<()> {
         .write(true)
         .open(&p)
         .map_err(|e| EngineError::io("open exec fifo", &p, e))?;
-    use std::io::Write;
-    (&f).write_all(b"0")
-        .map_err(|e| EngineError::io("write exec fifo", &p, e))?;
     let _ = nix::unistd::close(fifo);
-    Ok(())
+    Ok(f)
 }
 
 /// Closes every descriptor the parent had that the init does not need. We are a copy of the

@@ -96,9 +96,27 @@ pub struct SpawnRequest<'a> {
     pub state_for_hooks: &'a dyn Fn(i32) -> Vec<u8>,
 }
 
-/// Clones and sets up the init; returns its pid once it is created (waiting at the exec fifo,
-/// or already exec'ing when there is none).
-pub fn spawn(req: SpawnRequest) -> Result<Pid> {
+/// A created init: its pid, and the parent's end of the channel.
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    channel: Channel,
+}
+
+impl Spawned {
+    /// Lets an init without an exec fifo go on, then waits until it has exec'd (its end of
+    /// the channel closes on execve) or died; returns whether it got as far as execve.
+    pub fn start(self) -> Result<()> {
+        self.channel.send(&Message::Start)?;
+        // EOF: execve happened or the init exited (its own error goes to its stderr).
+        while self.channel.recv()?.is_some() {}
+        Ok(())
+    }
+}
+
+/// Clones and sets up the init; returns it once it is created. It then waits to be started:
+/// at the exec fifo, or (without one) for [`Spawned::start`].
+pub fn spawn(req: SpawnRequest) -> Result<Spawned> {
     let spec = &req.init.spec;
     let plan = &req.init.plan;
     // A pid namespace given by path is joined here: it only changes where our children go.
@@ -131,7 +149,10 @@ pub fn spawn(req: SpawnRequest) -> Result<Pid> {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
     }
-    res.map(|_| pid)
+    res.map(|_| Spawned {
+        pid,
+        channel: parent_ch,
+    })
 }
 
 fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: bool) -> Result<()> {
@@ -145,7 +166,7 @@ fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: boo
     if !in_cgroup {
         req.cgroup.add(pid.as_raw())?;
     }
-    ch.send(&Message::Go)?;
+    ch.send(&Message::Go { pid: pid.as_raw() })?;
     if req.init.wait_for_hooks {
         ch.expect(Message::NamespacesReady)?;
         let state = (req.state_for_hooks)(pid.as_raw());

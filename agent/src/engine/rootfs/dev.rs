@@ -127,11 +127,14 @@ pub fn create_node(
     // SAFETY: as above.
     let rc = unsafe { libc::mknodat(dirfd.as_raw_fd(), c.as_ptr(), node.kind | node.mode, dev) };
     if rc < 0 {
-        return Err(EngineError::io(
-            "mknod",
-            &full,
-            std::io::Error::last_os_error(),
-        ));
+        let err = std::io::Error::last_os_error();
+        // The devices cgroup (already applied) may deny "m" for this node, e.g. a deny-all
+        // list that allows only some devices: bind the host's node instead, as runc does.
+        // Opening it is still subject to the cgroup's rules.
+        if err.raw_os_error() == Some(libc::EPERM) {
+            return create_node(root, root_path, node, true);
+        }
+        return Err(EngineError::io("mknod", &full, err));
     }
     // mknod applies the umask; the spec's mode is exact.
     // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps the change on the node itself.
