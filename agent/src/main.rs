@@ -63,6 +63,14 @@ fn init_logging() {
 }
 
 fn main() {
+    // The shim's lean monitor image: decided before anything else runs, so that it touches
+    // as little of the binary as it can (see shim::lean_main).
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(minid::shim::monitor::LEAN_VERB))
+    {
+        let args: Vec<String> = std::env::args().skip(2).collect();
+        std::process::exit(minid::shim::lean_main(&args));
+    }
     init_logging();
     let argv0 = std::env::args_os()
         .next()

@@ -40,7 +40,7 @@ pub struct CriLog {
     size: u64,
     max_size: u64,
     max_files: u32,
-    /// Whether the last entry of each stream ended its line (for nothing but tests and debug).
+    /// Writes that failed (a full disk): counted, the container keeps running.
     pub write_errors: u64,
 }
 
@@ -56,6 +56,11 @@ impl CriLog {
             max_files,
             write_errors: 0,
         })
+    }
+
+    /// (path, max_size, max_files), to reopen the same log elsewhere.
+    pub fn config(&self) -> (&Path, u64, u32) {
+        (&self.path, self.max_size, self.max_files)
     }
 
     /// Writes one chunk read from `stream`.

@@ -95,12 +95,73 @@ pub fn main(args: ShimArgs) -> i32 {
     // holding it would keep the caller's pipes open after the container is gone.
     null_stdio();
     redirect_stderr(&dir.join(SHIM_LOG));
-    let exit = monitor.run();
-    if let Err(e) = crate::engine::container::write_exit(&dir, &exit) {
-        eprintln!("minid shim: recording the exit of {}: {e}", args.id);
+    // Setup touched much of the binary (argument parsing, JSON, the spec, cgroups); a
+    // container may run for months, so the monitor continues in a fresh image of ourselves
+    // that touches only the monitor loop: its resident memory is what the loop needs.
+    match monitor.lean_args(&dir) {
+        Ok(argv) => {
+            let err = exec_self(&argv);
+            eprintln!("minid shim: re-exec as a lean monitor failed ({err}); monitoring in place");
+        }
+        Err(e) => {
+            eprintln!("minid shim: cannot hand over to a lean monitor ({e}); monitoring in place")
+        }
+    }
+    finish(&dir, &args.id, monitor.run())
+}
+
+/// The lean monitor image (`minid shim-monitor ...`, exec'd by the shim itself).
+pub fn lean_main(args: &[String]) -> i32 {
+    let (dir, mut monitor) = match Monitor::from_lean_args(args) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("minid shim: {e}");
+            return 1;
+        }
+    };
+    let id = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    finish(&dir, &id, monitor.run())
+}
+
+fn finish(dir: &std::path::Path, id: &str, exit: crate::engine::container::ExitRecord) -> i32 {
+    if let Err(e) = crate::engine::container::write_exit(dir, &exit) {
+        eprintln!("minid shim: recording the exit of {id}: {e}");
         return 1;
     }
     0
+}
+
+/// execve(2) of the lean monitor: `minid-monitor` beside our binary, or our own binary with
+/// the hidden verb when it is not installed. Unlike `Command::exec`, this keeps the signal
+/// mask, so a SIGCHLD that arrives in between stays pending for the new image.
+fn exec_self(args: &[std::ffi::OsString]) -> nix::Error {
+    use std::os::unix::ffi::OsStrExt;
+    let own = std::fs::read_link("/proc/self/exe").unwrap_or_default();
+    let lean = own.with_file_name(monitor::LEAN_BINARY);
+    let (path, mut argv) = if lean.is_file() {
+        (lean, vec![c"minid-monitor".to_owned()])
+    } else {
+        (
+            std::path::PathBuf::from("/proc/self/exe"),
+            vec![c"minid".to_owned(), c"shim-monitor".to_owned()],
+        )
+    };
+    for a in args {
+        match std::ffi::CString::new(a.as_bytes()) {
+            Ok(c) => argv.push(c),
+            Err(_) => return nix::Error::EINVAL,
+        }
+    }
+    let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return nix::Error::EINVAL;
+    };
+    match nix::unistd::execv(&path, &argv) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    }
 }
 
 fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {

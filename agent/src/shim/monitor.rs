@@ -9,7 +9,9 @@
 //! In the foreground (`minid runtime run`) the usual termination signals are forwarded to the
 //! init, like `docker run`'s signal proxy.
 
+use std::ffi::OsString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
@@ -22,6 +24,13 @@ use super::log::{CriLog, Stream};
 use crate::engine::cgroups::Cgroup;
 use crate::engine::container::ExitRecord;
 use crate::engine::error::{EngineError, Result};
+
+/// The hidden verb under which the shim re-executes itself as a lean monitor when the
+/// `minid-monitor` binary is not installed beside it.
+pub const LEAN_VERB: &str = "shim-monitor";
+
+/// The small binary that carries a monitor after setup (src/bin/minid-monitor.rs).
+pub const LEAN_BINARY: &str = "minid-monitor";
 
 /// Signals forwarded to the init by a foreground monitor.
 const FORWARDED: [Signal; 6] = [
@@ -133,14 +142,20 @@ struct Output {
     stream: Stream,
 }
 
+/// Where the OOM-kill count comes from when the init has exited.
+enum OomSource {
+    Cgroup(Box<dyn Cgroup>),
+    /// The cgroup's counter file, read directly (the lean monitor carries no cgroup manager).
+    File(Option<PathBuf>),
+}
+
 pub struct Monitor {
     pid: Pid,
     signals: Signals,
-    cgroup: Box<dyn Cgroup>,
+    oom: OomSource,
     log: Option<CriLog>,
     outputs: Vec<Output>,
     console: Option<OwnedFd>,
-    _child_ends: Vec<OwnedFd>,
 }
 
 impl Monitor {
@@ -148,12 +163,116 @@ impl Monitor {
         Monitor {
             pid: Pid::from_raw(pid),
             signals,
-            cgroup,
+            oom: OomSource::Cgroup(cgroup),
             log: None,
             outputs: Vec::new(),
             console: None,
-            _child_ends: Vec::new(),
         }
+    }
+
+    /// The command line of [`Monitor::from_lean_args`] that carries this monitor across an
+    /// `execve` of our own binary, and marks the descriptors it names inheritable.
+    pub fn lean_args(&self, dir: &Path) -> Result<Vec<OsString>> {
+        let mut a: Vec<OsString> = vec![
+            "--dir".into(),
+            dir.into(),
+            "--pid".into(),
+            self.pid.as_raw().to_string().into(),
+        ];
+        let oom = match &self.oom {
+            OomSource::Cgroup(cg) => cg.oom_counter_file(),
+            OomSource::File(f) => f.clone(),
+        };
+        if let Some(f) = oom {
+            a.push("--oom-file".into());
+            a.push(f.into());
+        }
+        for o in &self.outputs {
+            nix::fcntl::fcntl(
+                o.fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+            )
+            .map_err(|e| EngineError::sys("clear FD_CLOEXEC on a container output", e))?;
+            a.push(format!("--{}", o.stream.as_str()).into());
+            a.push(o.fd.as_raw_fd().to_string().into());
+        }
+        if let Some(log) = &self.log {
+            let (path, max_size, max_files) = log.config();
+            a.extend([
+                "--log".into(),
+                path.into(),
+                "--log-max-size".into(),
+                max_size.to_string().into(),
+                "--log-max-files".into(),
+                max_files.to_string().into(),
+            ]);
+        }
+        Ok(a)
+    }
+
+    /// Rebuilds a monitor in a fresh image from [`Monitor::lean_args`] (without the verb).
+    /// Signals stay blocked and pending across execve (signal(7)), children stay ours, so
+    /// nothing is lost in between; the signalfd itself is made anew.
+    /// Returns the container's state directory and the monitor.
+    pub fn from_lean_args(args: &[String]) -> Result<(PathBuf, Monitor)> {
+        let mut dir = None;
+        let mut oom_file = None;
+        let mut pid = None;
+        let mut outputs = Vec::new();
+        let mut log = None;
+        let mut max_size = 0;
+        let mut max_files = 0;
+        let bad = |what: &str| EngineError::Other(format!("shim monitor: bad argument {what}"));
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let v = it.next().ok_or_else(|| bad(k))?;
+            match k.as_str() {
+                "--dir" => dir = Some(PathBuf::from(v)),
+                "--oom-file" => oom_file = Some(PathBuf::from(v)),
+                "--pid" => pid = Some(v.parse::<i32>().map_err(|_| bad(v))?),
+                "--stdout" | "--stderr" => {
+                    let fd: RawFd = v.parse().map_err(|_| bad(v))?;
+                    let stream = if k == "--stdout" {
+                        Stream::Stdout
+                    } else {
+                        Stream::Stderr
+                    };
+                    // SAFETY: the descriptor was handed to us across execve by the shim that
+                    // set up this container; nothing else in this image owns it.
+                    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+                    let _ = nix::fcntl::fcntl(
+                        fd.as_raw_fd(),
+                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                    );
+                    outputs.push(Output { fd, stream });
+                }
+                "--log" => log = Some(PathBuf::from(v)),
+                "--log-max-size" => max_size = v.parse().map_err(|_| bad(v))?,
+                "--log-max-files" => max_files = v.parse().map_err(|_| bad(v))?,
+                other => return Err(bad(other)),
+            }
+        }
+        let (Some(dir), Some(pid)) = (dir, pid) else {
+            return Err(bad("(missing --dir or --pid)"));
+        };
+        let log = match log {
+            Some(p) => Some(
+                CriLog::open(&p, max_size, max_files)
+                    .map_err(|e| EngineError::io("open log", &p, e))?,
+            ),
+            None => None,
+        };
+        Ok((
+            dir,
+            Monitor {
+                pid: Pid::from_raw(pid),
+                signals: block_signals(false)?,
+                oom: OomSource::File(oom_file),
+                log,
+                outputs,
+                console: None,
+            },
+        ))
     }
 
     pub fn pid(&self) -> i32 {
@@ -232,7 +351,13 @@ impl Monitor {
             while self.pump(i, &mut buf) {}
         }
         let ws = status.unwrap_or(WaitStatus::Exited(self.pid, 255));
-        let oom = self.cgroup.oom_kill_count().unwrap_or(0) > 0;
+        let oom = match &self.oom {
+            OomSource::Cgroup(cg) => cg.oom_kill_count().unwrap_or(0) > 0,
+            OomSource::File(Some(f)) => {
+                crate::engine::cgroups::read_oom_kill_count(f).unwrap_or(0) > 0
+            }
+            OomSource::File(None) => false,
+        };
         ExitRecord::from_wait(ws, oom).unwrap_or(ExitRecord {
             status: 255,
             signal: None,

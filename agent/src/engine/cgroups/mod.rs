@@ -209,11 +209,29 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     /// Signals every process. v2 SIGKILL uses `cgroup.kill` when present; otherwise the cgroup
     /// is frozen, every pid signalled, and thawed, so no process can fork past the loop.
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError>;
+    /// The file whose `oom_kill N` line counts OOM kills (v1 `memory.oom_control`, v2
+    /// `memory.events`); `None` without a memory hierarchy.
+    fn oom_counter_file(&self) -> Option<PathBuf>;
     /// How many times the OOM killer killed a process in this cgroup.
-    fn oom_kill_count(&self) -> Result<u64, CgroupError>;
+    fn oom_kill_count(&self) -> Result<u64, CgroupError> {
+        match self.oom_counter_file() {
+            Some(p) => read_oom_kill_count(&p),
+            None => Ok(0),
+        }
+    }
     /// Removes the cgroup (and any children it grew) from every hierarchy; retries briefly on
     /// EBUSY; a cgroup that does not exist is removed already.
     fn remove(&self) -> Result<(), CgroupError>;
+}
+
+/// The `oom_kill` count in a counter file of [`Cgroup::oom_counter_file`]; a missing file
+/// (no memory controller) counts none. Kept free of the managers so the shim's lean monitor
+/// can read it without them.
+pub fn read_oom_kill_count(p: &Path) -> Result<u64, CgroupError> {
+    match files::read_opt(p)? {
+        Some(c) => Ok(files::flat_keyed(p, &c, "oom_kill")?.unwrap_or(0)),
+        None => Ok(0),
+    }
 }
 
 /// Detects the cgroup interface mounted at `root` (normally `/sys/fs/cgroup`): V2 if it is a

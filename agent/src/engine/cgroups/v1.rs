@@ -544,15 +544,8 @@ impl Cgroup for V1Cgroup {
         super::freeze_signal_thaw(self, signal)
     }
 
-    fn oom_kill_count(&self) -> Result<u64, CgroupError> {
-        let Some(d) = self.dir("memory") else {
-            return Ok(0);
-        };
-        let p = d.join("memory.oom_control");
-        match files::read_opt(&p)? {
-            Some(c) => Ok(files::flat_keyed(&p, &c, "oom_kill")?.unwrap_or(0)),
-            None => Ok(0),
-        }
+    fn oom_counter_file(&self) -> Option<PathBuf> {
+        self.dir("memory").map(|d| d.join("memory.oom_control"))
     }
 
     fn remove(&self) -> Result<(), CgroupError> {

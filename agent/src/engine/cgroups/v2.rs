@@ -522,12 +522,8 @@ impl Cgroup for V2Cgroup {
         super::freeze_signal_thaw(self, signal)
     }
 
-    fn oom_kill_count(&self) -> Result<u64, CgroupError> {
-        let p = self.file("memory.events");
-        match files::read_opt(&p)? {
-            Some(c) => Ok(files::flat_keyed(&p, &c, "oom_kill")?.unwrap_or(0)),
-            None => Ok(0),
-        }
+    fn oom_counter_file(&self) -> Option<PathBuf> {
+        Some(self.file("memory.events"))
     }
 
     fn remove(&self) -> Result<(), CgroupError> {
