@@ -1365,3 +1365,44 @@ fn default_spec_denies_devices_it_does_not_list() {
         "default spec lets the container create and open /dev/fuse (c 10:229): {s}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// 17. stats from the cgroup, as `events --stats` prints them
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn events_stats_report_what_the_kernel_counts() {
+    if !need_root("cgroup stats") {
+        return;
+    }
+    let rt = Runtime::new();
+    let id = unique_id("stats");
+    // 24 MiB in a tmpfs is charged to the container's memory cgroup; a second of busy loop
+    // (at least one whole second) shows as CPU time; the sleeps are processes the pids counter sees.
+    let mut bundle = Bundle::sh(
+        "head -c 25165824 /dev/zero > /dev/shm/fill; sleep 100 & sleep 100 & \
+         end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done; \
+         echo ready; sleep 100",
+    );
+    bundle.config["linux"]["resources"]["memory"] = json!({ "limit": 67108864 });
+    bundle.config["linux"]["resources"]["pids"] = json!({ "limit": 50 });
+    bundle.write_config();
+    let mut running = Running::spawn(&rt, &bundle, &id);
+    running.until("ready");
+    let out = rt.ok(&["events", "--stats", &id]);
+    let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+    assert_eq!(line["type"], "stats", "{line}");
+    let data = &line["data"];
+    assert_eq!(data["memory_limit"], 67108864, "{data}");
+    let usage = data["memory_usage"].as_u64().expect("memory_usage");
+    assert!(usage >= 24 << 20, "24 MiB in tmpfs is charged: {usage}");
+    assert!(data["memory_working_set"].as_u64().expect("working set") <= usage);
+    assert_eq!(data["pids_limit"], 50, "{data}");
+    assert!(data["pids_current"].as_u64().expect("pids") >= 3, "{data}");
+    let cpu = data["cpu_usage_ns"].as_u64().expect("cpu");
+    assert!(
+        cpu >= 300_000_000,
+        "a busy loop of about a second: {cpu} ns"
+    );
+    assert_eq!(running.kill_and_wait(), 137);
+}

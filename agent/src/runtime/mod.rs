@@ -166,6 +166,16 @@ pub enum Verb {
         #[arg(short, long, value_enum, default_value = "table")]
         format: OutputFormat,
     },
+    /// Print the container's resource usage from its cgroup as JSON lines (runc's `events`):
+    /// once with --stats, else every --interval until the container stops
+    Events {
+        id: String,
+        #[arg(long)]
+        stats: bool,
+        /// Seconds between samples
+        #[arg(long, default_value_t = 5.0)]
+        interval: f64,
+    },
     /// Freeze every process of a container
     Pause { id: String },
     /// Thaw a paused container
@@ -446,6 +456,30 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                 }
             }
             Ok(0)
+        }
+        Verb::Events {
+            id,
+            stats,
+            interval,
+        } => {
+            if !(interval.is_finite() && interval > 0.0) {
+                return Err(EngineError::Other(format!(
+                    "--interval {interval} must be positive"
+                )));
+            }
+            loop {
+                let c = rt.load(&id)?;
+                if c.status() == crate::engine::container::Status::Stopped {
+                    return Ok(0);
+                }
+                let data = c.cgroup()?.stats()?;
+                let line = serde_json::json!({"type": "stats", "id": id, "data": data});
+                println!("{line}");
+                if stats {
+                    return Ok(0);
+                }
+                std::thread::sleep(std::time::Duration::from_secs_f64(interval));
+            }
         }
         Verb::Pause { id } => {
             state::pause(&rt, &id)?;
