@@ -120,6 +120,20 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     if let Some(r) = spec.root_mut() {
         r.set_path(root);
     }
+    // config.md: a relative bind source is relative to the bundle, not to whoever runs us.
+    if let Some(mounts) = spec.mounts_mut() {
+        for m in mounts.iter_mut() {
+            let bind = m.typ().as_deref() == Some("bind")
+                || m.options()
+                    .as_deref()
+                    .unwrap_or_default()
+                    .iter()
+                    .any(|o| o == "bind" || o == "rbind");
+            if let Some(src) = m.source().clone().filter(|s| bind && s.is_relative()) {
+                m.set_source(Some(bundle.join(src)));
+            }
+        }
+    }
     Ok(spec)
 }
 
@@ -297,6 +311,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "a new user namespace needs linux.uidMappings and linux.gidMappings".into(),
         ));
     }
+    if new_user {
+        if let Some(j) = namespaces.iter().find(|n| n.path().is_some()) {
+            // The init is cloned into its new user namespace first; from there it has no
+            // privilege over namespaces owned by the host's (setns(2) EPERM).
+            return Err(EngineError::Unsupported(format!(
+                "joining the {:?} namespace by path together with a new user namespace \
+                 (join the user namespace that owns it by path instead)",
+                j.typ()
+            )));
+        }
+    }
     if !new_user && has_maps {
         return Err(EngineError::InvalidSpec(
             "linux.uidMappings/gidMappings given without a new user namespace".into(),
@@ -318,9 +343,48 @@ pub fn validate(spec: &Spec) -> Result<()> {
                     "sysctl name {k:?} is invalid"
                 )));
             }
+            let has = |t| namespaces.iter().any(|n| n.typ() == t);
+            let ok = match sysctl_namespace(k) {
+                Some(t) => has(t),
+                None => false,
+            };
+            if !ok {
+                return Err(EngineError::InvalidSpec(match sysctl_namespace(k) {
+                    Some(t) => format!(
+                        "sysctl {k} needs the container's own {t:?} namespace: without it, it would change the host"
+                    ),
+                    None => format!(
+                        "sysctl {k} is not namespaced: setting it in a container would change the host"
+                    ),
+                }));
+            }
         }
     }
     Ok(())
+}
+
+/// The namespace a sysctl belongs to, for the sysctls the kernel namespaces (runc's list:
+/// ipc sysctls, `net.*`, the uts names); `None` for host-wide ones.
+fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if key.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if key == "kernel.hostname" || key == "kernel.domainname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
 }
 
 /// Whether the spec asks for a new (not joined) namespace of `typ`.
@@ -362,6 +426,35 @@ mod tests {
             .and_then(|r| r.devices().clone())
             .expect("device rules");
         assert!(!devices[0].allow() && devices[0].access().as_deref() == Some("rwm"));
+    }
+
+    #[test]
+    fn host_wide_sysctls_are_refused() {
+        let mut spec = default_spec();
+        let set = |spec: &mut Spec, k: &str| {
+            if let Some(l) = spec.linux_mut() {
+                l.set_sysctl(Some([(k.to_string(), "1".to_string())].into()));
+            }
+        };
+        set(&mut spec, "net.ipv4.ip_forward");
+        validate(&spec).expect("net.* in a network namespace");
+        set(&mut spec, "kernel.core_pattern");
+        let err = validate(&spec).unwrap_err().to_string();
+        assert!(
+            err.contains("kernel.core_pattern") && err.contains("host"),
+            "{err}"
+        );
+        if let Some(l) = spec.linux_mut() {
+            let ns = l.namespaces().clone().unwrap_or_default();
+            l.set_namespaces(Some(
+                ns.into_iter()
+                    .filter(|n| n.typ() != LinuxNamespaceType::Network)
+                    .collect(),
+            ));
+        }
+        set(&mut spec, "net.ipv4.ip_forward");
+        let err = validate(&spec).unwrap_err().to_string();
+        assert!(err.contains("Network"), "{err}");
     }
 
     #[test]

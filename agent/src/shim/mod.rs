@@ -70,6 +70,15 @@ pub fn main(args: ShimArgs) -> i32 {
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
+    // Nothing of the caller's but stdio, the ready pipe and the descriptors passed on to the
+    // container may stay open here: hooks we run and the monitor we become would otherwise
+    // hold them (and a caller waiting for EOF would wait for the container's lifetime).
+    let _ = nix::fcntl::fcntl(
+        args.ready_fd,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    let preserved = 3..3 + args.preserve_fds.max(0);
+    close_fds_except(|fd| fd <= 2 || fd == args.ready_fd || preserved.contains(&fd));
     // The cgroup root and parent were resolved by `create` and are in the record.
     let rt = Runtime::new(&args.root);
     let dir = rt.dir(&args.id);
@@ -95,6 +104,8 @@ pub fn main(args: ShimArgs) -> i32 {
     // holding it would keep the caller's pipes open after the container is gone.
     null_stdio();
     redirect_stderr(&dir.join(SHIM_LOG));
+    // Do not pin the caller's working directory (and its mount) for the container's life.
+    let _ = nix::unistd::chdir("/");
     // Setup touched much of the binary (argument parsing, JSON, the spec, cgroups); a
     // container may run for months, so the monitor continues in a fresh image of ourselves
     // that touches only the monitor loop: its resident memory is what the loop needs.
@@ -175,15 +186,23 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
     let mut pipes = None;
     let mut stdio = None;
     let mut console_pair = None;
-    if let Some(path) = &args.log_path {
+    if args.log_path.is_some() {
         let (p, fds) = monitor::StdioPipes::new()?;
         stdio = Some(fds);
-        pipes = Some((p, path.clone()));
+        pipes = Some(p);
         if console.is_none() {
             // A terminal in log mode: the pty master comes to us over a socketpair.
             console_pair = Some(monitor::console_pair()?);
         }
     }
+    // Opened before the init exists, so a log that cannot be written fails create cleanly.
+    let log = match &args.log_path {
+        Some(path) => Some(
+            log::CriLog::open(path, args.log_max_size, args.log_max_files)
+                .map_err(|e| EngineError::io("open log", path, e))?,
+        ),
+        None => None,
+    };
     let monitor_guard = monitor::block_signals(false)?;
     let console_fd = console
         .as_ref()
@@ -203,10 +222,12 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
     )?;
     let (record, cgroup) = (launched.record, launched.cgroup);
     drop(console);
+    // The init has its copies of the preserved descriptors.
+    for fd in 3..3 + args.preserve_fds.max(0) {
+        let _ = nix::unistd::close(fd);
+    }
     let mut m = Monitor::new(record.pid, monitor_guard, cgroup);
-    if let Some((p, path)) = pipes {
-        let log = log::CriLog::open(&path, args.log_max_size, args.log_max_files)
-            .map_err(|e| EngineError::io("open log", &path, e))?;
+    if let (Some(p), Some(log)) = (pipes, log) {
         m.set_log(log, p, console_pair.map(|(ours, _)| ours));
     }
     Ok(m)
@@ -216,6 +237,23 @@ fn report(fd: RawFd, r: &Ready) {
     // SAFETY: the ready fd was handed to us on the command line and is used only here.
     let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
     let _ = f.write_all(&serde_json::to_vec(r).unwrap_or_default());
+}
+
+/// Closes every open descriptor for which `keep` is false (listed from /proc/self/fd, so it
+/// works whatever the kernel's close_range support).
+fn close_fds_except(keep: impl Fn(RawFd) -> bool) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        if !keep(fd) {
+            // The directory's own descriptor is among them and already closed: EBADF is fine.
+            let _ = nix::unistd::close(fd);
+        }
+    }
 }
 
 /// The shim's own messages go to `shim.log` in the container's directory.

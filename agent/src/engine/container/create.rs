@@ -79,7 +79,7 @@ pub enum Ready {
 
 /// Validates, records, and spawns the shim; returns the init's pid.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
-    let (spec, bundle) = prepare(rt, id, &opts.bundle)?;
+    prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
         let fifo = dir.join(FIFO_FILE);
@@ -102,11 +102,45 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
         }
         Ok(pid)
     })();
-    if res.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
+    match res {
+        Ok(pid) => Ok(pid),
+        Err(e) => Err(abort(rt, id, e)),
     }
-    let _ = (spec, bundle);
-    res
+}
+
+/// Undoes a create that failed part-way: a container that got as far as a live init is
+/// killed and waited for, its cgroup removed, and its directory with it. Returns the original
+/// error, with any cleanup failure beside it (never instead of it).
+pub fn abort(rt: &Runtime, id: &str, err: EngineError) -> EngineError {
+    let dir = rt.dir(id);
+    let mut cleanup = Vec::new();
+    if let Ok(c) = rt.load(id) {
+        if c.record.as_ref().is_some_and(|r| r.pid > 0) {
+            if let Ok(cg) = c.cgroup() {
+                if let Err(e) = cg.kill_all(libc::SIGKILL) {
+                    cleanup.push(e.to_string());
+                }
+                if let Err(e) =
+                    super::delete::wait_stopped(rt, id, std::time::Duration::from_secs(5))
+                {
+                    cleanup.push(e.to_string());
+                }
+                if let Err(e) = cg.remove() {
+                    cleanup.push(e.to_string());
+                }
+            }
+        }
+    }
+    if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            cleanup.push(format!("failed to remove {}: {e}", dir.display()));
+        }
+    }
+    if cleanup.is_empty() {
+        err
+    } else {
+        EngineError::Other(format!("{err} (and cleaning up: {})", cleanup.join("; ")))
+    }
 }
 
 /// Loads and validates the spec, creates the container directory and the initial record.
@@ -318,6 +352,7 @@ pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<Launched> {
             preserve_fds: opts.preserve_fds,
             cgroup_version: record.cgroup_version,
             cgroup_root: record.cgroup_root.clone(),
+            cgroup_path: record.cgroup.clone(),
             wait_for_hooks,
             state_json: state_json(0),
             spec: spec.clone(),
@@ -344,7 +379,15 @@ pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<Launched> {
         record.shim_start_time = super::pid_start_time(m).unwrap_or(0);
     }
     record.log_path = opts.log_path.clone();
-    super::write_record(&c.dir, &record)?;
+    if let Err(e) = super::write_record(&c.dir, &record) {
+        // We are the init's parent: nobody else would reap it or remove its cgroup.
+        let _ = nix::sys::signal::kill(init.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(init.pid, None);
+        return Err(match cgroup.remove() {
+            Ok(()) => e,
+            Err(ce) => EngineError::Other(format!("{e} (and cleaning up: {ce})")),
+        });
+    }
     Ok(Launched {
         record,
         cgroup,

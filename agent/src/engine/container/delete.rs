@@ -35,7 +35,17 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<Vec<String>> {
     }
     let mut warnings = Vec::new();
     if let Some(rec) = c.record.clone() {
-        c.cgroup()?.remove()?;
+        let cg = c.cgroup()?;
+        // Without its own pid namespace a container's init can exit and leave children
+        // behind; they go with the container (runc does the same), or its cgroup stays busy.
+        if !cg.pids()?.is_empty() {
+            cg.kill_all(Signal::SIGKILL as i32)?;
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !cg.pids()?.is_empty() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        cg.remove()?;
         std::fs::remove_dir_all(&c.dir).map_err(|e| EngineError::io("remove", &c.dir, e))?;
         match crate::engine::spec::load(&rec.bundle) {
             Ok(spec) => {

@@ -69,9 +69,6 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
             }
             Ok(exit)
         }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&dir);
-            Err(e)
-        }
+        Err(e) => Err(super::create::abort(rt, id, e)),
     }
 }

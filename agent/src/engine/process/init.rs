@@ -40,6 +40,7 @@ pub struct InitConfig {
     pub preserve_fds: i32,
     pub cgroup_version: CgroupVersion,
     pub cgroup_root: PathBuf,
+    pub cgroup_path: crate::engine::cgroups::CgroupPath,
     /// Pause after the namespaces exist so the parent can run prestart/createRuntime hooks.
     pub wait_for_hooks: bool,
     /// The OCI state JSON given to createContainer and startContainer hooks.
@@ -152,12 +153,19 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
         netns,
         cgroup_version: cfg.cgroup_version,
         cgroup_root: &cfg.cgroup_root,
+        cgroup_path: &cfg.cgroup_path,
+        cgroupns: cfg.plan.creates(LinuxNamespaceType::Cgroup)
+            || cfg
+                .joins
+                .iter()
+                .any(|(t, _, _)| *t == LinuxNamespaceType::Cgroup),
     };
     rootfs::prepare(&ctx)?;
     hooks::run(spec, Stage::CreateContainer, &state_json)?;
     rootfs::pivot(&cfg.rootfs)?;
-    rootfs::finalize(spec)?;
+    // Sysctls before the read-only and masked paths: /proc/sys is usually one of them.
     rootfs::apply_sysctls(spec)?;
+    rootfs::finalize(spec)?;
 
     let process = spec
         .process()

@@ -40,6 +40,10 @@ pub struct Context<'a> {
     pub cgroup_version: CgroupVersion,
     /// Root of the cgroup hierarchy on the host, normally `/sys/fs/cgroup`.
     pub cgroup_root: &'a Path,
+    /// The container's own cgroup (what a cgroup mount shows without a cgroup namespace).
+    pub cgroup_path: &'a crate::engine::cgroups::CgroupPath,
+    /// The container has its own cgroup namespace.
+    pub cgroupns: bool,
 }
 
 fn sys(what: String) -> impl FnOnce(nix::Error) -> EngineError {
@@ -247,6 +251,14 @@ fn mount_cgroups(
 ) -> Result<()> {
     let full = ctx.rootfs.join(path::rel_of(dest));
     let flags = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC);
+    if ctx.cgroup_version == CgroupVersion::V2 && !ctx.cgroupns {
+        // Without a cgroup namespace a fresh cgroup2 mount would show (and, unless read-only,
+        // let root in the container change) the host's whole tree: bind only our own cgroup.
+        let src = ctx
+            .cgroup_root
+            .join(ctx.cgroup_path.path.trim_start_matches('/'));
+        return bind_cgroup(ctx, root, &src, dest, flags);
+    }
     if ctx.cgroup_version == CgroupVersion::V2 {
         let fd = ensure_in_root(root, ctx.rootfs, dest, Create::Dir)?;
         return mount(
@@ -272,6 +284,21 @@ fn mount_cgroups(
     .map_err(sys(format!("failed to mount tmpfs on {}", full.display())))?;
     for (name, hopts) in v1_hierarchies(ctx.cgroup_root)? {
         let sub = dest.join(&name);
+        if !ctx.cgroupns {
+            // As on v2: only the container's own cgroup of each hierarchy, or nothing.
+            let own = hopts
+                .split(',')
+                .find_map(|c| ctx.cgroup_path.v1.get(c))
+                .unwrap_or(&ctx.cgroup_path.path);
+            let src = ctx
+                .cgroup_root
+                .join(&name)
+                .join(own.trim_start_matches('/'));
+            if src.is_dir() {
+                bind_cgroup(ctx, root, &src, &sub, flags)?;
+            }
+            continue;
+        }
         let fd = ensure_in_root(root, ctx.rootfs, &sub, Create::Dir)?;
         mount(
             Some("cgroup"),
@@ -293,6 +320,31 @@ fn mount_cgroups(
         )?;
     }
     Ok(())
+}
+
+/// Binds one host cgroup directory at `dest` with the mount's flags (read-only by default).
+fn bind_cgroup(
+    ctx: &Context,
+    root: &OwnedFd,
+    src: &Path,
+    dest: &Path,
+    flags: MsFlags,
+) -> Result<()> {
+    let full = ctx.rootfs.join(path::rel_of(dest));
+    let fd = ensure_in_root(root, ctx.rootfs, dest, Create::Dir)?;
+    mount(
+        Some(src),
+        &proc_fd_path(&fd),
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(sys(format!(
+        "failed to bind {} to {}",
+        src.display(),
+        full.display()
+    )))?;
+    remount_bind(&full_fd(root, ctx.rootfs, dest)?, &full, flags)
 }
 
 /// The v1 hierarchies mounted under `cgroup_root` on the host: (directory name, mount options
@@ -385,8 +437,9 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .unwrap_or_default()
     {
         let p = Path::new(p);
-        let Ok(fd) = path::open_in_root(&root_fd, p, libc::O_PATH) else {
-            continue; // config-linux.md: paths that do not exist are skipped
+        // config-linux.md: paths that do not exist are skipped; any other failure is an error.
+        let Some(fd) = open_existing(&root_fd, p)? else {
+            continue;
         };
         let t = proc_fd_path(&fd);
         mount(
@@ -411,7 +464,7 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         .unwrap_or_default()
     {
         let p = Path::new(p);
-        let Ok(fd) = path::open_in_root(&root_fd, p, libc::O_PATH) else {
+        let Some(fd) = open_existing(&root_fd, p)? else {
             continue;
         };
         let t = proc_fd_path(&fd);
@@ -425,8 +478,9 @@ pub fn finalize(spec: &Spec) -> Result<()> {
                 Some("size=0k"),
             )
         } else {
+            let null = dev_null(&root_fd)?;
             mount(
-                Some("/dev/null"),
+                Some(&proc_fd_path(&null)),
                 &t,
                 None::<&str>,
                 MsFlags::MS_BIND,
@@ -453,6 +507,36 @@ pub fn finalize(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `p` inside the root, or `None` when it does not exist.
+fn open_existing(root: &OwnedFd, p: &Path) -> Result<Option<OwnedFd>> {
+    match path::open_in_root(root, p, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(EngineError::io("resolve", p, e)),
+    }
+}
+
+/// The container's `/dev/null`, verified to be the real node (char 1:3, not a symlink or a
+/// file put there by the image): masking binds it over files, and binding whatever `/dev/null`
+/// names would expose that instead (the pattern of CVE-2025-31133).
+fn dev_null(root: &OwnedFd) -> Result<OwnedFd> {
+    let fd = path::open_in_root(
+        root,
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+    )
+    .map_err(|e| EngineError::io("open", "/dev/null", e))?;
+    let st = nix::sys::stat::fstat(fd.as_raw_fd())
+        .map_err(|e| EngineError::sys("fstat /dev/null", e))?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+        return Err(EngineError::InvalidSpec(
+            "the container's /dev/null is not the null device; refusing to mask paths with it"
+                .into(),
+        ));
+    }
+    Ok(fd)
 }
 
 fn root_fd_now() -> Result<OwnedFd> {
