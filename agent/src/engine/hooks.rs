@@ -88,13 +88,20 @@ pub fn run_one(stage: Stage, hook: &Hook, state_json: &[u8]) -> Result<()> {
     }
     cmd.env_clear();
     for kv in hook.env().as_deref().unwrap_or_default() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err(fail(format!("env entry {kv:?} is not KEY=VALUE")));
+        };
+        cmd.env(k, v);
     }
+    // stderr goes to an anonymous memory file, not a pipe: a hook that writes more than a
+    // pipe holds must not block on us while we wait for it to exit.
+    let errfile = memfd().map_err(|e| fail(format!("memfd for stderr: {e}")))?;
+    let errout = errfile
+        .try_clone()
+        .map_err(|e| fail(format!("memfd for stderr: {e}")))?;
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::from(errout));
     let mut child = cmd
         .spawn()
         .map_err(|e| fail(format!("cannot start: {e}")))?;
@@ -126,11 +133,23 @@ pub fn run_one(stage: Stage, hook: &Hook, state_json: &[u8]) -> Result<()> {
         return Ok(());
     }
     let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut err);
+    {
+        use std::io::{Read, Seek};
+        let mut f = &errfile;
+        let _ = f.seek(std::io::SeekFrom::Start(0));
+        let _ = f.take(64 * 1024).read_to_string(&mut err);
     }
     Err(fail(format!("{status}: {}", err.trim())))
+}
+
+fn memfd() -> std::io::Result<std::fs::File> {
+    // SAFETY: memfd_create with a NUL-terminated name; the fd is checked and owned below.
+    let fd = unsafe { libc::memfd_create(c"minid-hook-stderr".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this descriptor to us.
+    Ok(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
 }
 
 #[cfg(test)]

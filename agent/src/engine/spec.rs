@@ -107,8 +107,22 @@ fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
 pub fn load(bundle: &Path) -> Result<Spec> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| EngineError::io("read", &path, e))?;
-    let mut spec: Spec = serde_json::from_slice(&data)
+    let raw: serde_json::Value = serde_json::from_slice(&data)
         .map_err(|e| EngineError::InvalidSpec(format!("{}: {e}", path.display())))?;
+    let mut spec: Spec = serde_json::from_value(raw.clone())
+        .map_err(|e| EngineError::InvalidSpec(format!("{}: {e}", path.display())))?;
+    // The spec types drop fields they do not know (a newer runtime-spec field, idmapped
+    // mounts, a typo); dropping them silently would run something other than what was asked.
+    let parsed = serde_json::to_value(&spec)
+        .map_err(|e| EngineError::Other(format!("re-encoding the spec: {e}")))?;
+    let mut unknown = Vec::new();
+    dropped_fields(&raw, &parsed, "", &mut unknown);
+    if !unknown.is_empty() {
+        return Err(unsupported(format!(
+            "{} (not understood by minid)",
+            unknown.join(", ")
+        )));
+    }
     validate(&spec)?;
     let root = rootfs_path(&spec, bundle)?;
     if !root.is_dir() {
@@ -135,6 +149,42 @@ pub fn load(bundle: &Path) -> Result<Spec> {
         }
     }
     Ok(spec)
+}
+
+/// Fields present (and not null) in `raw` that did not survive parsing into `parsed`, as
+/// JSON paths (`mounts[2].uidMappings`). Free-form maps (annotations, sysctl, unified) are
+/// kept whole by the spec types, so their keys never show here.
+fn dropped_fields(
+    raw: &serde_json::Value,
+    parsed: &serde_json::Value,
+    at: &str,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    match (raw, parsed) {
+        (Value::Object(r), Value::Object(p)) => {
+            for (k, v) in r {
+                if v.is_null() {
+                    continue;
+                }
+                let here = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match p.get(k) {
+                    Some(pv) => dropped_fields(v, pv, &here, out),
+                    None => out.push(here),
+                }
+            }
+        }
+        (Value::Array(r), Value::Array(p)) => {
+            for (i, (rv, pv)) in r.iter().zip(p).enumerate() {
+                dropped_fields(rv, pv, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The absolute root filesystem path of a bundle.
@@ -327,15 +377,20 @@ pub fn validate(spec: &Spec) -> Result<()> {
             "linux.uidMappings/gidMappings given without a new user namespace".into(),
         ));
     }
-    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty())
-        && !namespaces
-            .iter()
-            .any(|n| n.typ() == LinuxNamespaceType::Uts)
-    {
-        return Err(EngineError::InvalidSpec(
-            "hostname is set but the container has no uts namespace".into(),
-        ));
+    let has_uts = namespaces
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Uts);
+    for (field, value) in [
+        ("hostname", spec.hostname()),
+        ("domainname", spec.domainname()),
+    ] {
+        if value.as_ref().is_some_and(|h| !h.is_empty()) && !has_uts {
+            return Err(EngineError::InvalidSpec(format!(
+                "{field} is set but the container has no uts namespace (it would rename the host)"
+            )));
+        }
     }
+
     if let Some(sysctl) = linux.sysctl() {
         for k in sysctl.keys() {
             if k.contains('/') || k.contains("..") || k.is_empty() {
@@ -426,6 +481,25 @@ mod tests {
             .and_then(|r| r.devices().clone())
             .expect("device rules");
         assert!(!devices[0].allow() && devices[0].access().as_deref() == Some("rwm"));
+    }
+
+    #[test]
+    fn fields_the_spec_types_drop_are_refused_by_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(dir.path().join("rootfs")).expect("mkdir");
+        let mut v = serde_json::to_value(default_spec()).expect("json");
+        v["mounts"][0]["uidMappings"] =
+            serde_json::json!([{"containerID": 0, "hostID": 1000, "size": 1}]);
+        v["process"]["frobnicate"] = true.into();
+        v["hostname"] = serde_json::Value::Null;
+        std::fs::write(dir.path().join("config.json"), v.to_string()).expect("write");
+        let err = load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("mounts[0].uidMappings"), "{err}");
+        assert!(err.contains("process.frobnicate"), "{err}");
+        assert!(
+            !err.contains("hostname"),
+            "null fields are absent, not unknown: {err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! `kill`: sends a signal to the init, or with `all` to every process of the container.
 
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
 use super::{Runtime, Status};
 use crate::engine::error::{EngineError, Result};
@@ -30,15 +29,49 @@ pub fn kill(rt: &Runtime, id: &str, sig: Signal, all: bool) -> Result<()> {
         c.cgroup()?.kill_all(sig as i32)?;
         return Ok(());
     }
-    nix::sys::signal::kill(Pid::from_raw(rec.pid), sig).map_err(|e| {
-        EngineError::sys(
+    signal_init(rec.pid, rec.pid_start_time, sig).map_err(|e| match e {
+        nix::Error::ESRCH => EngineError::WrongState {
+            id: id.to_string(),
+            status: "stopping".into(),
+            verb: "kill (its init has exited)",
+        },
+        e => EngineError::sys(
             format!("kill {} {sig} (container {id} is {status})", rec.pid),
             e,
-        )
+        ),
     })?;
     if status == Status::Paused && matches!(sig, Signal::SIGKILL) {
         // A frozen process cannot die until thawed.
         let _ = c.cgroup()?.thaw();
+    }
+    Ok(())
+}
+
+/// Signals the init through a pidfd taken *before* checking that the pid is still the init
+/// (same start time): a pid freed and reused in between cannot receive the signal.
+fn signal_init(pid: i32, start_time: u64, sig: Signal) -> Result<(), nix::Error> {
+    // SAFETY: pidfd_open(2) with a pid and no flags; the result is checked and owned.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(nix::Error::last());
+    }
+    // SAFETY: the kernel just returned this descriptor.
+    let fd = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as i32) };
+    if !super::pid_is_ours(pid, start_time) {
+        return Err(nix::Error::ESRCH);
+    }
+    // SAFETY: pidfd_send_signal(2) on our pidfd with no siginfo and no flags.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            sig as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        return Err(nix::Error::last());
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::sys::signal::SigSet;
 use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, Message};
@@ -105,7 +105,7 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
             )
         }
     };
-    let state_json = with_pid(&cfg.state_json, pid);
+    let state_json = hook_state(&cfg.state_json, pid, "creating");
     let userns = cfg.plan.creates(LinuxNamespaceType::User);
     if userns {
         become_root()?;
@@ -130,7 +130,14 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
         ch.expect(Message::HooksDone)?;
     }
     let spec = &cfg.spec;
-    if cfg.plan.creates(LinuxNamespaceType::Uts) {
+    // A joined uts namespace gets the names too: the spec asks for them (validate refused
+    // them without any uts namespace, where they would rename the host).
+    if cfg.plan.creates(LinuxNamespaceType::Uts)
+        || cfg
+            .joins
+            .iter()
+            .any(|(t, _, _)| *t == LinuxNamespaceType::Uts)
+    {
         if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
             nix::unistd::sethostname(h)
                 .map_err(|e| EngineError::sys(format!("sethostname {h:?}"), e))?;
@@ -221,8 +228,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
             None
         }
     };
-    hooks::run(spec, Stage::StartContainer, &state_json)
-        .map_err(|e| Failure::AfterCreated(1, e))?;
+    hooks::run(
+        spec,
+        Stage::StartContainer,
+        &hook_state(&state_json, pid, "created"),
+    )
+    .map_err(|e| Failure::AfterCreated(1, e))?;
     if let Some(f) = fifo {
         // The byte tells `start` the startContainer hooks ran and execve comes next, so its
         // poststart hooks follow them (runtime-spec order).
@@ -230,11 +241,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
         (&f).write_all(b"0")
             .map_err(|e| Failure::AfterCreated(1, EngineError::io("write", "exec fifo", e)))?;
     }
+    // Before the filter, which may not allow close_range.
+    close_fds_on_exec(cfg.preserve_fds);
     if let (Some(filter), true) = (&cfg.seccomp, nnp) {
         // As late as possible, so none of our own setup is filtered (runc's order).
         seccomp::load(filter).map_err(|e| Failure::AfterCreated(1, e))?;
     }
-    close_fds_on_exec(cfg.preserve_fds);
     let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
     let code = if err == nix::Error::ENOENT { 127 } else { 126 };
     Err(Failure::AfterCreated(
@@ -246,11 +258,12 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
     ))
 }
 
-/// The hook state with the init's pid filled in.
-fn with_pid(state: &[u8], pid: i32) -> Vec<u8> {
+/// The hook state with the init's pid and the container's status filled in.
+fn hook_state(state: &[u8], pid: i32, status: &str) -> Vec<u8> {
     match serde_json::from_slice::<serde_json::Value>(state) {
         Ok(mut v) => {
             v["pid"] = pid.into();
+            v["status"] = status.into();
             serde_json::to_vec(&v).unwrap_or_else(|_| state.to_vec())
         }
         Err(_) => state.to_vec(),
@@ -276,13 +289,18 @@ fn reset_signals() -> Result<()> {
         None,
     )
     .map_err(|e| EngineError::sys("sigprocmask", e))?;
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
-            continue;
+    // Every signal number, the real-time ones included (nix's Signal does not list those).
+    // SAFETY: sigaction with SIG_DFL and an empty mask for each valid signal number; SIGKILL
+    // and SIGSTOP cannot be changed and are skipped.
+    unsafe {
+        let mut dfl: libc::sigaction = std::mem::zeroed();
+        dfl.sa_sigaction = libc::SIG_DFL;
+        libc::sigemptyset(&mut dfl.sa_mask);
+        for sig in 1..=libc::SIGRTMAX() {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::sigaction(sig, &dfl, std::ptr::null_mut());
+            }
         }
-        // SAFETY: installing SIG_DFL is always sound.
-        let _ = unsafe { sigaction(sig, &dfl) };
     }
     Ok(())
 }
@@ -384,29 +402,64 @@ fn close_inherited(cfg: &InitConfig, ch: &Channel) {
     keep.sort_unstable();
     keep.dedup();
     let mut next: u32 = 0;
-    for fd in keep {
-        let fd = fd as u32;
+    let mut ranges = Vec::new();
+    for fd in &keep {
+        let fd = *fd as u32;
         if fd > next {
-            // SAFETY: close_range(2) on a range that holds none of the descriptors we use.
-            unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0) };
+            ranges.push((next, fd - 1));
         }
         next = fd + 1;
     }
-    // SAFETY: as above, everything past the highest descriptor we keep.
-    unsafe { libc::syscall(libc::SYS_close_range, next, u32::MAX, 0) };
+    ranges.push((next, u32::MAX));
+    for (first, last) in ranges {
+        // SAFETY: close_range(2) on a range that holds none of the descriptors we use.
+        if unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) } < 0 {
+            // Kernels before 5.9: close them one by one.
+            for_each_open_fd(|fd| {
+                if keep.binary_search(&fd).is_err() {
+                    let _ = nix::unistd::close(fd);
+                }
+            });
+            return;
+        }
+    }
 }
 
 /// Marks every descriptor from 3 up (except the preserved ones) close-on-exec.
 fn close_fds_on_exec(preserve: i32) {
-    let first = 3 + preserve.max(0) as u32;
+    let first = 3 + preserve.max(0);
     // SAFETY: close_range(2) with CLOSE_RANGE_CLOEXEC only sets flags.
-    unsafe {
+    let rc = unsafe {
         libc::syscall(
             libc::SYS_close_range,
-            first,
+            first as u32,
             u32::MAX,
             libc::CLOSE_RANGE_CLOEXEC,
-        );
+        )
+    };
+    if rc < 0 {
+        // Kernels before 5.11 have no CLOSE_RANGE_CLOEXEC.
+        for_each_open_fd(|fd| {
+            if fd >= first {
+                let _ = nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+                );
+            }
+        });
+    }
+}
+
+/// Calls `f` for each descriptor open in this process (from /proc/self/fd).
+fn for_each_open_fd(mut f: impl FnMut(RawFd)) {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<RawFd> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    for fd in fds {
+        f(fd);
     }
 }
 

@@ -104,8 +104,9 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Lets an init without an exec fifo go on, then waits until it has exec'd (its end of
-    /// the channel closes on execve) or died; returns whether it got as far as execve.
+    /// Lets an init without an exec fifo go on, then waits until its end of the channel
+    /// closes: on execve, or when it exits because a startContainer hook or the exec failed
+    /// (it says why on the container's stderr, and its exit status records it).
     pub fn start(self) -> Result<()> {
         self.channel.send(&Message::Start)?;
         // EOF: execve happened or the init exited (its own error goes to its stderr).
@@ -166,7 +167,13 @@ fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: boo
     if !in_cgroup {
         req.cgroup.add(pid.as_raw())?;
     }
-    ch.send(&Message::Go { pid: pid.as_raw() })?;
+    if let Err(e) = ch.send(&Message::Go { pid: pid.as_raw() }) {
+        // The init failed before we got here: its own message says why, ours would not.
+        return Err(match ch.recv() {
+            Ok(Some(Message::Error(m))) => EngineError::Init(m),
+            _ => e,
+        });
+    }
     if req.init.wait_for_hooks {
         ch.expect(Message::NamespacesReady)?;
         let state = (req.state_for_hooks)(pid.as_raw());

@@ -63,7 +63,11 @@ pub fn node_of(d: &LinuxDevice) -> Result<Node> {
             )))
         }
     };
-    if !d.path().starts_with("/dev") {
+    let escapes = d
+        .path()
+        .components()
+        .any(|c| c == std::path::Component::ParentDir);
+    if !d.path().starts_with("/dev") || escapes {
         return Err(EngineError::InvalidSpec(format!(
             "device {} is not under /dev",
             d.path().display()
@@ -90,6 +94,18 @@ pub fn create_node(
 ) -> Result<()> {
     let full = root_path.join(super::path::rel_of(&node.path));
     if bind_host {
+        // Bind only the host node that *is* this device: the same path on the host could be
+        // another device, or not a device at all.
+        let host = nix::sys::stat::lstat(&node.path)
+            .map_err(|e| EngineError::sys(format!("stat host {}", node.path.display()), e))?;
+        let want = libc::makedev(node.major as u32, node.minor as u32);
+        if host.st_mode & libc::S_IFMT != node.kind || host.st_rdev != want {
+            return Err(EngineError::InvalidSpec(format!(
+                "cannot create device {} here (no mknod), and the host's {} is not that device",
+                node.path.display(),
+                node.path.display()
+            )));
+        }
         let fd = ensure_in_root(root, root_path, &node.path, Create::File)?;
         return mount(
             Some(&node.path),
@@ -136,10 +152,18 @@ pub fn create_node(
         }
         return Err(EngineError::io("mknod", &full, err));
     }
-    // mknod applies the umask; the spec's mode is exact.
-    // SAFETY: as above; AT_SYMLINK_NOFOLLOW keeps the change on the node itself.
+    // mknod applies the umask; the spec's mode is exact. The node was just created by us in
+    // a directory resolved inside the root, so following it is following nothing.
+    // SAFETY: *at calls on the directory fd with a single NUL-terminated component;
+    // AT_SYMLINK_NOFOLLOW keeps the chown on the node itself.
     unsafe {
-        libc::fchmodat(dirfd.as_raw_fd(), c.as_ptr(), node.mode, 0);
+        if libc::fchmodat(dirfd.as_raw_fd(), c.as_ptr(), node.mode, 0) < 0 {
+            return Err(EngineError::io(
+                "chmod",
+                &full,
+                std::io::Error::last_os_error(),
+            ));
+        }
         if libc::fchownat(
             dirfd.as_raw_fd(),
             c.as_ptr(),

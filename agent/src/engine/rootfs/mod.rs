@@ -121,6 +121,14 @@ fn mount_one(ctx: &Context, root: &OwnedFd, m: &SpecMount) -> Result<()> {
     } else {
         Create::Dir
     };
+    if bind && !opts.data.is_empty() {
+        // A bind mount takes no filesystem data: these words would be silently dropped.
+        return Err(EngineError::Unsupported(format!(
+            "mount options {:?} on the bind mount at {}",
+            opts.data,
+            dest.display()
+        )));
+    }
     if bind && !source.exists() {
         return Err(EngineError::InvalidSpec(format!(
             "bind mount source {} does not exist",
