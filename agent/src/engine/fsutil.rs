@@ -1,9 +1,10 @@
 //! Small filesystem helpers shared by the engine: atomic writes and JSON state files.
 //!
-//! Every piece of state the engine keeps on disk is written with [`write_atomic`]: the bytes go
-//! to a temporary file in the same directory, are fsynced, and the file is renamed over the
-//! target, so a reader (or a restarted agent) sees either the old or the new content, never a
-//! torn one.
+//! Every piece of state the engine keeps on disk is replaced atomically: the bytes go to a
+//! temporary file in the same directory and the file is renamed over the target, so a reader
+//! (or a restarted agent) sees either the old or the new content, never a torn one. Whether
+//! the write also waits for the disk (fsync of the file and its directory) is the caller's
+//! [`Durability`]: durable for what outlives a reboot, volatile for runtime state on `/run`.
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -24,6 +24,5 @@ pub mod rootfs;
 pub mod seccomp;
 pub mod snapshot;
 pub mod spec;
-pub mod sys;
 
 pub use error::{EngineError, ErrorKind, Result};

@@ -182,8 +182,7 @@ pub enum Verb {
     Resume { id: String },
 }
 
-/// Runs the CLI; returns the process exit code.
-/// Runs the CLI as `minid runtime` (`as_minid_runtime`: invoked through the `minid-runtime`
+/// Runs the CLI as `minid runtime`; returns the process exit code (`as_minid_runtime`: invoked through the `minid-runtime`
 /// link, where the caller is a runc-driving tool and the default monitor is the caller).
 pub fn main(cli: RuntimeCli) -> i32 {
     main_as(cli, false)

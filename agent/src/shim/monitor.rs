@@ -10,7 +10,7 @@
 //! init, like `docker run`'s signal proxy.
 
 use std::ffi::OsString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -155,7 +155,6 @@ pub struct Monitor {
     oom: OomSource,
     log: Option<CriLog>,
     outputs: Vec<Output>,
-    console: Option<OwnedFd>,
 }
 
 impl Monitor {
@@ -166,7 +165,6 @@ impl Monitor {
             oom: OomSource::Cgroup(cgroup),
             log: None,
             outputs: Vec::new(),
-            console: None,
         }
     }
 
@@ -270,7 +268,6 @@ impl Monitor {
                 oom: OomSource::File(oom_file),
                 log,
                 outputs,
-                console: None,
             },
         ))
     }
@@ -299,7 +296,6 @@ impl Monitor {
                     stream: Stream::Stdout,
                 });
             }
-            self.console = Some(sock);
         }
         self.log = Some(log);
     }
@@ -416,10 +412,5 @@ impl Monitor {
             }
         }
         init_status
-    }
-
-    /// The signalfd, for callers that add their own descriptors to a loop.
-    pub fn signal_fd(&self) -> BorrowedFd<'_> {
-        self.signals.fd.as_fd()
     }
 }

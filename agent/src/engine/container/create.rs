@@ -317,8 +317,10 @@ pub struct Launched {
 }
 
 /// Creates the cgroup, spawns the init and records its pid and monitor, all before the init
-/// can run the user's process. Must run in a single-threaded process that has SIGCHLD blocked
-/// (so the exit cannot be missed).
+/// can run the user's process. Must run in a single-threaded process (the init is a copy of
+/// it). A caller that monitors the init (the shim, `run`) blocks SIGCHLD first so the exit
+/// cannot be missed; `create --monitor caller` instead exits and leaves the init to its
+/// caller's subreaper.
 pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<Launched> {
     let c = rt.load(id)?;
     let mut record = c.record()?.clone();

@@ -6,7 +6,7 @@
 //! the runtime spec).
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::time::Duration;
 
 use nix::fcntl::OFlag;
@@ -70,7 +70,6 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Vec<String>> {
             Err(e) => return Err(EngineError::sys(format!("poll {}", fifo.display()), e)),
         }
     }
-    let _ = file.as_raw_fd();
     std::fs::remove_file(&fifo).map_err(|e| EngineError::io("remove", &fifo, e))?;
     let mut warnings = Vec::new();
     let spec = spec::load(&rec.bundle)?;

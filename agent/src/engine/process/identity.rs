@@ -129,8 +129,9 @@ pub fn ambient_warnings(c: &LinuxCapabilities) -> Result<Vec<String>> {
 pub fn switch_user(p: &Process, userns: bool) -> Result<()> {
     let u = p.user();
     let groups: Vec<libc::gid_t> = u.additional_gids().clone().unwrap_or_default();
-    // In a user namespace whose setgroups is "deny" setgroups fails; we always write "allow"
-    // as root, so failure here is a real error.
+    // setgroups fails in a user namespace whose /proc/PID/setgroups says "deny"; we leave it
+    // at its default ("allow": the maps are written by a privileged parent), so a failure is
+    // real, unless there are no groups to set in a namespace someone else made.
     // SAFETY: setgroups with a valid pointer/length pair.
     if unsafe { libc::setgroups(groups.len(), groups.as_ptr()) } < 0 {
         let e = std::io::Error::last_os_error();

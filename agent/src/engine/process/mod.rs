@@ -118,6 +118,20 @@ impl Spawned {
 /// Clones and sets up the init; returns it once it is created. It then waits to be started:
 /// at the exec fifo, or (without one) for [`Spawned::start`].
 pub fn spawn(req: SpawnRequest) -> Result<Spawned> {
+    // The init is a copy of this process: with another thread alive, a lock it held (malloc,
+    // stdio) would stay locked in the copy forever. Refuse rather than risk a hung init.
+    let status = std::fs::read_to_string("/proc/self/status")
+        .map_err(|e| EngineError::io("read", "/proc/self/status", e))?;
+    let threads = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Threads:"))
+        .map(str::trim)
+        .unwrap_or("1");
+    if threads != "1" {
+        return Err(EngineError::Other(format!(
+            "containers must be spawned from a single-threaded process (this one has {threads} threads)"
+        )));
+    }
     let spec = &req.init.spec;
     let plan = &req.init.plan;
     // A pid namespace given by path is joined here: it only changes where our children go.

@@ -16,7 +16,6 @@ pub mod dev;
 pub mod options;
 pub mod path;
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
@@ -564,37 +563,6 @@ pub fn apply_sysctls(spec: &Spec) -> Result<()> {
         std::fs::write(&p, v.as_bytes()).map_err(|e| EngineError::io("write sysctl", &p, e))?;
     }
     Ok(())
-}
-
-/// Binds the terminal's slave onto /dev/console (config-linux.md: when `terminal` is true the
-/// runtime sets up /dev/console), before pivot_root.
-pub fn bind_console(rootfs: &Path, slave: &Path) -> Result<()> {
-    let root_fd: OwnedFd = std::fs::File::open(rootfs)
-        .map_err(|e| EngineError::io("open", rootfs, e))?
-        .into();
-    let fd = ensure_in_root(&root_fd, rootfs, Path::new("/dev/console"), Create::File)?;
-    mount(
-        Some(slave),
-        &proc_fd_path(&fd),
-        None::<&str>,
-        MsFlags::MS_BIND,
-        None::<&str>,
-    )
-    .map_err(sys(format!(
-        "failed to bind {} to /dev/console",
-        slave.display()
-    )))
-}
-
-/// Path helper for error messages and C calls.
-pub fn cstr(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_encoded_bytes())
-        .map_err(|_| EngineError::InvalidSpec(format!("path {} contains NUL", p.display())))
-}
-
-#[allow(dead_code)]
-fn raw(fd: &OwnedFd) -> i32 {
-    fd.as_raw_fd()
 }
 
 #[cfg(test)]

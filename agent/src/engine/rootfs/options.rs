@@ -12,8 +12,6 @@ use crate::engine::error::{EngineError, Result};
 pub struct Options {
     /// Flags for the mount call itself.
     pub flags: MsFlags,
-    /// Flags cleared by a word such as `rw` or `suid`; matters for remounts.
-    pub cleared: MsFlags,
     /// Propagation changes, applied with separate mount calls after the mount.
     pub propagation: Vec<MsFlags>,
     /// Filesystem-specific data (comma-joined).
@@ -26,7 +24,6 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             flags: MsFlags::empty(),
-            cleared: MsFlags::empty(),
             propagation: Vec::new(),
             data: String::new(),
             bind: false,
@@ -95,7 +92,6 @@ pub fn parse(opts: &[String]) -> Result<Options> {
         };
         o.flags |= set;
         o.flags &= !clear;
-        o.cleared |= clear;
     }
     o.data = data.join(",");
     Ok(o)
