@@ -208,9 +208,12 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
         .as_ref()
         .map(|c| c.as_raw_fd())
         .or(console_pair.as_ref().map(|(_, child)| child.as_raw_fd()));
+    let bundle = rt.load(&args.id)?.record()?.bundle.clone();
+    let spec = crate::engine::spec::load(&bundle)?;
     let launched = launch(
         rt,
         &args.id,
+        &spec,
         LaunchOptions {
             stdio,
             console: console_fd,

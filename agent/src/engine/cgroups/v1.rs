@@ -50,6 +50,9 @@ pub struct V1Cgroup {
     path: CgroupPath,
     /// controller → its hierarchy's mount directory under the root.
     hierarchies: BTreeMap<String, PathBuf>,
+    /// controller → (device, inode) of its hierarchy's root, found once: co-mounted
+    /// controllers (`cpu` and `cpuacct` linked to `cpu,cpuacct`) share one.
+    identity: BTreeMap<String, (u64, u64)>,
 }
 
 impl V1Cgroup {
@@ -59,9 +62,24 @@ impl V1Cgroup {
         for p in path.v1.values_mut() {
             *p = super::normalize(p);
         }
+        let hierarchies = find_hierarchies(root);
+        let identity = hierarchies
+            .iter()
+            .filter_map(|(c, h)| {
+                let m = std::fs::metadata(h).ok()?;
+                Some((
+                    c.clone(),
+                    (
+                        std::os::unix::fs::MetadataExt::dev(&m),
+                        std::os::unix::fs::MetadataExt::ino(&m),
+                    ),
+                ))
+            })
+            .collect();
         V1Cgroup {
             path,
-            hierarchies: find_hierarchies(root),
+            hierarchies,
+            identity,
         }
     }
 
@@ -99,12 +117,12 @@ impl V1Cgroup {
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for (c, h) in &self.hierarchies {
-            let canon = h.canonicalize().unwrap_or_else(|_| h.clone());
+            let id = self.identity.get(c).copied();
             let rel = self.path.for_controller(c).to_string();
-            if seen.contains(&(canon.clone(), rel.clone())) {
+            if id.is_some() && seen.contains(&(id, rel.clone())) {
                 continue;
             }
-            seen.push((canon, rel.clone()));
+            seen.push((id, rel.clone()));
             out.push((c.as_str(), h.join(rel.trim_start_matches('/')), h.as_path()));
         }
         out

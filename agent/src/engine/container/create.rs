@@ -79,7 +79,7 @@ pub enum Ready {
 
 /// Validates, records, and spawns the shim; returns the init's pid.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
-    prepare(rt, id, &opts.bundle)?;
+    let (spec, _) = prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
         let fifo = dir.join(FIFO_FILE);
@@ -95,7 +95,7 @@ pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
         .map_err(|e| EngineError::sys(format!("chmod {}", fifo.display()), e))?;
         let pid = match opts.monitor {
             Monitor::Shim => spawn_shim(rt, id, opts)?,
-            Monitor::Caller => create_in_process(rt, id, opts)?,
+            Monitor::Caller => create_in_process(rt, id, &spec, opts)?,
         };
         if let Some(p) = &opts.pid_file {
             super::write_pid_file(p, pid)?;
@@ -208,7 +208,7 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
 }
 
 /// runc's model: we are the init's parent only until we exit.
-fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
+fn create_in_process(rt: &Runtime, id: &str, spec: &Spec, opts: &CreateOptions) -> Result<i32> {
     if let StdioMode::Log(_) = opts.stdio {
         return Err(EngineError::InvalidSpec(
             "a container log needs the shim to hold the pipes (use --monitor shim)".into(),
@@ -223,6 +223,7 @@ fn create_in_process(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32
     let launched = launch(
         rt,
         id,
+        spec,
         LaunchOptions {
             stdio: None,
             console: console.as_ref().map(|c| c.as_raw_fd()),
@@ -321,23 +322,22 @@ pub struct Launched {
 /// it). A caller that monitors the init (the shim, `run`) blocks SIGCHLD first so the exit
 /// cannot be missed; `create --monitor caller` instead exits and leaves the init to its
 /// caller's subreaper.
-pub fn launch(rt: &Runtime, id: &str, opts: LaunchOptions) -> Result<Launched> {
+pub fn launch(rt: &Runtime, id: &str, spec: &Spec, opts: LaunchOptions) -> Result<Launched> {
     let c = rt.load(id)?;
     let mut record = c.record()?.clone();
-    let spec = spec::load(&record.bundle)?;
     let cgroup = cgroups::open_path(&record.cgroup_root, record.cgroup_version, &record.cgroup);
     let res = (|| {
         cgroup.create()?;
-        if let Some(res) = effective_resources(&spec)? {
+        if let Some(res) = effective_resources(spec)? {
             cgroup.apply(&res)?;
         }
-        let plan = Plan::from_spec(&spec)?;
+        let plan = Plan::from_spec(spec)?;
         let mut joins = Vec::new();
         for (typ, path) in plan.init_joins() {
             joins.push((*typ, namespaces::open_ns(path)?, path.clone()));
         }
-        let wait_for_hooks = !hooks::of(&spec, Stage::Prestart).is_empty()
-            || !hooks::of(&spec, Stage::CreateRuntime).is_empty();
+        let wait_for_hooks = !hooks::of(spec, Stage::Prestart).is_empty()
+            || !hooks::of(spec, Stage::CreateRuntime).is_empty();
         let state_json = |pid: i32| state_json(id, "creating", pid, &record);
         let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
             Some(cfg) => Some(crate::engine::seccomp::compile(cfg)?),

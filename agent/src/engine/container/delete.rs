@@ -14,6 +14,16 @@ use crate::engine::hooks::{self, Stage};
 
 /// Deletes the container; returns warnings.
 pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<Vec<String>> {
+    delete_with(rt, id, force, None)
+}
+
+/// [`delete`] with the container's spec already at hand (for its poststop hooks).
+pub fn delete_with(
+    rt: &Runtime,
+    id: &str,
+    force: bool,
+    spec: Option<&oci_spec::runtime::Spec>,
+) -> Result<Vec<String>> {
     let c = rt.load(id)?;
     let status = c.status();
     if !status.can_delete() && !force {
@@ -47,10 +57,18 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<Vec<String>> {
         }
         cg.remove()?;
         std::fs::remove_dir_all(&c.dir).map_err(|e| EngineError::io("remove", &c.dir, e))?;
-        match crate::engine::spec::load(&rec.bundle) {
+        let loaded;
+        let spec = match spec {
+            Some(s) => Ok(s),
+            None => {
+                loaded = crate::engine::spec::load(&rec.bundle);
+                loaded.as_ref().map_err(|e| e.to_string())
+            }
+        };
+        match spec {
             Ok(spec) => {
                 if let Err(e) =
-                    hooks::run(&spec, Stage::Poststop, &state_json(id, "stopped", 0, &rec))
+                    hooks::run(spec, Stage::Poststop, &state_json(id, "stopped", 0, &rec))
                 {
                     warnings.push(e.to_string());
                 }

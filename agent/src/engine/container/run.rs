@@ -10,7 +10,6 @@ use super::create::{launch, prepare, state_json, LaunchOptions};
 use super::{delete, ExitRecord, Runtime};
 use crate::engine::error::Result;
 use crate::engine::hooks::{self, Stage};
-use crate::engine::spec;
 use crate::shim::monitor::{block_signals, Monitor};
 use std::os::fd::AsRawFd;
 
@@ -26,7 +25,7 @@ pub struct RunOptions {
 
 /// Runs the container to completion; returns its exit record.
 pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
-    prepare(rt, id, &opts.bundle)?;
+    let (spec, _) = prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
         let console = crate::engine::process::connect_console(opts.console_socket.as_deref())?;
@@ -34,6 +33,7 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
         let launched = launch(
             rt,
             id,
+            &spec,
             LaunchOptions {
                 stdio: None,
                 console: console.as_ref().map(|c| c.as_raw_fd()),
@@ -50,11 +50,9 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
         // Recorded: now let the init go on, and once it has exec'd run the poststart hooks,
         // as `start` does (a failing one is a warning, per the runtime spec).
         launched.init.start()?;
-        if let Ok(spec) = spec::load(&record.bundle) {
-            let state = state_json(id, "running", record.pid, &record);
-            if let Err(e) = hooks::run(&spec, Stage::Poststart, &state) {
-                eprintln!("minid: warning: {e}");
-            }
+        let state = state_json(id, "running", record.pid, &record);
+        if let Err(e) = hooks::run(&spec, Stage::Poststart, &state) {
+            eprintln!("minid: warning: {e}");
         }
         let exit = Monitor::new(record.pid, signals, cgroup).run();
         super::write_exit(&dir, &exit)?;
@@ -63,7 +61,7 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
     match res {
         Ok(exit) => {
             if !opts.keep {
-                for w in delete::delete(rt, id, false)? {
+                for w in delete::delete_with(rt, id, false, Some(&spec))? {
                     eprintln!("minid: warning: {w}");
                 }
             }
