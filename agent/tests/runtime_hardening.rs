@@ -191,3 +191,41 @@ fn delete_removes_processes_an_exited_init_left_behind() {
     assert!(!procs.exists(), "the cgroup is gone: {}", procs.display());
     assert!(!rt.state_dir(&id).exists());
 }
+
+#[test]
+fn concurrent_starts_start_the_container_once() {
+    if !need_root("containers") {
+        return;
+    }
+    let rt = Runtime::new();
+    let id = unique_id("twostarts");
+    let b = Bundle::sh("sleep 100");
+    let status = rt
+        .command(&["create", "--bundle", bundle_arg(&b), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("create");
+    let _guard = common::ContainerGuard::new(&rt, &id);
+    assert!(status.success());
+    let spawn = || {
+        rt.command(&["start", &id])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start")
+    };
+    let (a, b2) = (spawn(), spawn());
+    let outs = [
+        a.wait_with_output().expect("wait"),
+        b2.wait_with_output().expect("wait"),
+    ];
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 1, "exactly one start wins: {outs:?}");
+    let loser = outs.iter().find(|o| !o.status.success()).expect("a loser");
+    assert!(
+        text(&loser.stderr).contains("running: cannot start"),
+        "the other is told why: {}",
+        text(&loser.stderr)
+    );
+    assert_eq!(rt.state(&id)["status"], "running");
+}

@@ -79,7 +79,7 @@ pub enum Ready {
 
 /// Validates, records, and spawns the shim; returns the init's pid.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
-    let (spec, _) = prepare(rt, id, &opts.bundle)?;
+    let (spec, _, _lock) = prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
         let fifo = dir.join(FIFO_FILE);
@@ -144,7 +144,7 @@ pub fn abort(rt: &Runtime, id: &str, err: EngineError) -> EngineError {
 }
 
 /// Loads and validates the spec, creates the container directory and the initial record.
-pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)> {
+pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf, super::Lock)> {
     validate_id(id)?;
     let bundle =
         std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
@@ -185,6 +185,15 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
         }
         Err(e) => return Err(EngineError::io("create", &dir, e)),
     }
+    // Held until the container is created (or its creation undone): a concurrent delete or
+    // start of the same id waits instead of meeting a half-made container.
+    let lock = match super::lock(&dir, id) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+    };
     let record = Record {
         id: id.to_string(),
         bundle: bundle.clone(),
@@ -204,7 +213,7 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf)>
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
-    Ok((spec, bundle))
+    Ok((spec, bundle, lock))
 }
 
 /// runc's model: we are the init's parent only until we exit.

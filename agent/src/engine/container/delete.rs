@@ -24,6 +24,7 @@ pub fn delete_with(
     force: bool,
     spec: Option<&oci_spec::runtime::Spec>,
 ) -> Result<Vec<String>> {
+    let _lock = super::lock(&rt.dir(id), id)?;
     let c = rt.load(id)?;
     let status = c.status();
     if !status.can_delete() && !force {

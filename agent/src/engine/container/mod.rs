@@ -373,6 +373,43 @@ pub fn pid_is_ours(pid: i32, start_time: u64) -> bool {
     }
 }
 
+/// An exclusive lock on one container's directory, held by verbs that change its state
+/// (create, start, delete, pause, resume) so two of them cannot interleave: a second `start`
+/// waits and then finds the container running; `delete` waits for a `create` in progress.
+#[derive(Debug)]
+pub struct Lock {
+    _flock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Takes the container's lock, waiting up to 10 s for another verb to finish with it.
+pub fn lock(dir: &Path, id: &str) -> Result<Lock> {
+    use nix::fcntl::{Flock, FlockArg};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let f = match std::fs::File::open(dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EngineError::ContainerNotFound(id.to_string()))
+            }
+            Err(e) => return Err(EngineError::io("open", dir, e)),
+        };
+        match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+            Ok(flock) => return Ok(Lock { _flock: flock }),
+            Err((_, nix::Error::EWOULDBLOCK)) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err((_, nix::Error::EWOULDBLOCK)) => {
+                return Err(EngineError::WrongState {
+                    id: id.to_string(),
+                    status: "busy".into(),
+                    verb: "change it (another runtime command holds it for over 10s)",
+                })
+            }
+            Err((_, e)) => return Err(EngineError::sys(format!("flock {}", dir.display()), e)),
+        }
+    }
+}
+
 /// Writes a container's record (`state.json`). Container state lives on `/run`, gone at
 /// reboot, so it is replaced atomically without fsync (see [`fsutil::Durability`]).
 pub fn write_record(dir: &Path, record: &Record) -> Result<()> {

@@ -25,7 +25,8 @@ pub struct RunOptions {
 
 /// Runs the container to completion; returns its exit record.
 pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
-    let (spec, _) = prepare(rt, id, &opts.bundle)?;
+    let (spec, _, lock) = prepare(rt, id, &opts.bundle)?;
+    let mut lock = Some(lock);
     let dir = rt.dir(id);
     let res = (|| {
         let console = crate::engine::process::connect_console(opts.console_socket.as_deref())?;
@@ -44,6 +45,8 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
             },
         )?;
         let (record, cgroup) = (launched.record, launched.cgroup);
+        // Created: other verbs (kill, pause, a forced delete) may act on it from now on.
+        drop(lock.take());
         if let Some(p) = &opts.pid_file {
             super::write_pid_file(p, record.pid)?;
         }
@@ -67,6 +70,9 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
             }
             Ok(exit)
         }
-        Err(e) => Err(super::create::abort(rt, id, e)),
+        Err(e) => {
+            drop(lock);
+            Err(super::create::abort(rt, id, e))
+        }
     }
 }

@@ -20,6 +20,7 @@ use crate::engine::spec;
 
 /// Starts the container; returns warnings (failed poststart hooks).
 pub fn start(rt: &Runtime, id: &str) -> Result<Vec<String>> {
+    let lock = super::lock(&rt.dir(id), id)?;
     let c = rt.load(id)?;
     c.check("start", Status::can_start)?;
     let rec = c.record()?.clone();
@@ -71,6 +72,7 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Vec<String>> {
         }
     }
     std::fs::remove_file(&fifo).map_err(|e| EngineError::io("remove", &fifo, e))?;
+    drop(lock);
     let mut warnings = Vec::new();
     let spec = spec::load(&rec.bundle)?;
     if let Err(e) = hooks::run(

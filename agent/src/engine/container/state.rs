@@ -10,6 +10,7 @@ pub fn state(rt: &Runtime, id: &str) -> Result<oci_spec::runtime::State> {
 
 /// Freezes every process of a running container (cgroup freezer).
 pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
+    let _lock = super::lock(&rt.dir(id), id)?;
     let c = rt.load(id)?;
     c.check("pause", Status::can_pause)?;
     c.cgroup()?.freeze()?;
@@ -17,6 +18,7 @@ pub fn pause(rt: &Runtime, id: &str) -> Result<()> {
 }
 
 pub fn resume(rt: &Runtime, id: &str) -> Result<()> {
+    let _lock = super::lock(&rt.dir(id), id)?;
     let c = rt.load(id)?;
     c.check("resume", Status::can_resume)?;
     c.cgroup()?.thaw()?;
