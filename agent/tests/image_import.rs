@@ -634,3 +634,43 @@ fn busybox_script_output_imports() {
         .expect("passwd")
         .contains("nobody"));
 }
+
+#[test]
+fn layers_and_blobs_are_not_reachable_by_other_users() {
+    // Layers keep an image's setuid binaries and device nodes; blobs may hold secrets.
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let root = tmp.path().join("state");
+    let _store = ImageStore::open(&root).expect("open store");
+    use std::os::unix::fs::PermissionsExt;
+    // The directory holding the snapshot directories, and the content store.
+    let guarded: Vec<PathBuf> = walk_dirs(&root)
+        .into_iter()
+        .filter(|d| {
+            let name = |p: &Path| p.file_name().and_then(|n| n.to_str()).map(String::from);
+            name(d).as_deref() == Some("content")
+                || (name(d).as_deref() == Some("snapshots")
+                    && d.parent().and_then(name).as_deref() == Some("snapshots"))
+        })
+        .collect();
+    assert_eq!(
+        guarded.len(),
+        2,
+        "content/ and snapshots/snapshots/: {guarded:?}"
+    );
+    for dir in guarded {
+        let mode = fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700, "{} is {mode:o}", dir.display());
+    }
+}
+
+fn walk_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).expect("readdir").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.push(p.clone());
+            out.extend(walk_dirs(&p));
+        }
+    }
+    out
+}

@@ -149,6 +149,7 @@ const BPF_ALU_MOV_K: u8 = 0xb4; // BPF_ALU | BPF_MOV | BPF_K
 const BPF_ALU_MOV_X: u8 = 0xbc; // BPF_ALU | BPF_MOV | BPF_X
 const BPF_JMP32_JNE_K: u8 = 0x56; // BPF_JMP32 | BPF_JNE | BPF_K
 const BPF_JMP32_JNE_X: u8 = 0x5e; // BPF_JMP32 | BPF_JNE | BPF_X
+const BPF_JMP32_JEQ_K: u8 = 0x16; // BPF_JMP32 | BPF_JEQ | BPF_K
 const BPF_JMP_EXIT: u8 = 0x95; // BPF_JMP | BPF_EXIT
 
 // struct bpf_cgroup_dev_ctx { u32 access_type; u32 major; u32 minor; }, where access_type is
@@ -207,10 +208,17 @@ pub fn build_program(rules: &[DeviceRule]) -> Vec<BpfInsn> {
                     _ => ACC_MKNOD,
                 };
             }
-            // Matches when the requested access is a subset of the rule's: (R3 & bits) == R3.
+            // One open asks for several bits at once (O_RDWR: read|write). An allow rule
+            // matches only when it covers all of them ((R3 & bits) == R3); a deny rule
+            // matches when it covers any of them ((R3 & bits) != 0), as v1's devices
+            // controller refuses an access of which any part is denied.
             block.push((insn(BPF_ALU_MOV_X, R1, R3, 0, 0), false));
             block.push((insn(BPF_ALU_AND_K, R1, 0, 0, bits), false));
-            block.push((insn(BPF_JMP32_JNE_X, R1, R3, 0, 0), true));
+            if rule.allow {
+                block.push((insn(BPF_JMP32_JNE_X, R1, R3, 0, 0), true));
+            } else {
+                block.push((insn(BPF_JMP32_JEQ_K, R1, 0, 0, 0), true));
+            }
         }
         if let Some(m) = rule.major {
             block.push((insn(BPF_JMP32_JNE_K, R4, 0, 0, m as u32 as i32), true));
@@ -547,7 +555,8 @@ mod tests {
                 BPF_ALU_MOV_X => reg[d] = reg[s] as u32 as u64,
                 BPF_JMP32_JNE_K if reg[d] as u32 != i.imm as u32 => pc += i.off as usize,
                 BPF_JMP32_JNE_X if reg[d] as u32 != reg[s] as u32 => pc += i.off as usize,
-                BPF_JMP32_JNE_K | BPF_JMP32_JNE_X => {}
+                BPF_JMP32_JEQ_K if reg[d] as u32 == i.imm as u32 => pc += i.off as usize,
+                BPF_JMP32_JNE_K | BPF_JMP32_JNE_X | BPF_JMP32_JEQ_K => {}
                 BPF_JMP_EXIT => return reg[0] as u32,
                 c => panic!("unknown opcode {c:#x}"),
             }
@@ -592,5 +601,31 @@ mod tests {
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 0);
         assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 5), 1);
         assert_eq!(run(&p, DEV_BLOCK, ACC_READ, 1, 3), 1);
+    }
+
+    #[test]
+    fn a_partial_deny_refuses_combined_access() {
+        // Allow everything, then deny writes to /dev/null: an O_RDWR open asks for
+        // read|write in one check and must be refused, as v1 refuses it.
+        let p = build_program(
+            &rules(&spec(
+                r#"[{"allow": true, "access": "rwm"},
+                    {"allow": false, "type": "c", "major": 1, "minor": 3, "access": "w"}]"#,
+            ))
+            .unwrap(),
+        );
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3), 0, "O_RDWR");
+        assert_eq!(run(&p, DEV_CHAR, ACC_WRITE, 1, 3), 0, "O_WRONLY");
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1, "O_RDONLY");
+        // An allow of r only does not cover read|write.
+        let p = build_program(
+            &rules(&spec(
+                r#"[{"allow": false, "access": "rwm"},
+                    {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "r"}]"#,
+            ))
+            .unwrap(),
+        );
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ | ACC_WRITE, 1, 3), 0);
+        assert_eq!(run(&p, DEV_CHAR, ACC_READ, 1, 3), 1);
     }
 }

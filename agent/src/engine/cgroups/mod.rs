@@ -206,6 +206,8 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     /// Freezes and waits (bounded) until the kernel reports the cgroup frozen.
     fn freeze(&self) -> Result<(), CgroupError>;
     fn thaw(&self) -> Result<(), CgroupError>;
+    /// Whether the cgroup is frozen (paused) or being frozen.
+    fn is_frozen(&self) -> Result<bool, CgroupError>;
     /// Signals every process. v2 SIGKILL uses `cgroup.kill` when present; otherwise the cgroup
     /// is frozen, every pid signalled, and thawed, so no process can fork past the loop.
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError>;
@@ -486,19 +488,29 @@ pub fn blkio_weight_to_io_weight(weight: u64) -> u64 {
 /// every pid, thaw. Without a freezer (v1 freezer hierarchy not mounted, v2 kernel < 5.2) the
 /// pids are signalled unfrozen, which is the best that can be done.
 pub(crate) fn freeze_signal_thaw(cg: &dyn Cgroup, signal: i32) -> Result<(), CgroupError> {
-    let frozen = cg.freeze();
-    if let Err(e) = &frozen {
-        tracing::warn!(cgroup = cg.path(), error = %e, "signalling without freezing");
-    }
+    // A paused container stays paused: only a freeze we made is undone.
+    let we_froze = !cg.is_frozen().unwrap_or(false)
+        && match cg.freeze() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(cgroup = cg.path(), error = %e, "signalling without freezing");
+                false
+            }
+        };
     let mut result = Ok(());
-    for pid in cg.pids()? {
-        if let Err(e) = files::signal(pid, signal) {
-            if result.is_ok() {
-                result = Err(e);
+    match cg.pids() {
+        Ok(pids) => {
+            for pid in pids {
+                if let Err(e) = files::signal(pid, signal) {
+                    if result.is_ok() {
+                        result = Err(e);
+                    }
+                }
             }
         }
+        Err(e) => result = Err(e),
     }
-    if frozen.is_ok() {
+    if we_froze {
         if let Err(e) = cg.thaw() {
             if result.is_ok() {
                 result = Err(e);

@@ -171,7 +171,13 @@ impl V1Cgroup {
                 }
             }
             if let (Some(s), Some(l)) = (swap, limit) {
-                if s != -1 && (l == -1 || s < l) {
+                if s != -1 && l == -1 {
+                    return Err(CgroupError::invalid(
+                        "memory.swap",
+                        format!("memory+swap {s} needs a memory limit, not an unlimited one"),
+                    ));
+                }
+                if s != -1 && s < l {
                     return Err(CgroupError::invalid(
                         "memory.swap",
                         format!("memory+swap {s} is below the memory limit {l}"),
@@ -214,6 +220,17 @@ impl V1Cgroup {
                 }
                 None => {
                     if let Some(l) = limit {
+                        // Lifting the limit while memory+swap stays finite is EINVAL (memsw
+                        // must be ≥ the limit): lift memsw first, as runc does.
+                        if l == -1 {
+                            if let Ok(memsw) =
+                                self.file("memory.swap", "memory", "memory.memsw.limit_in_bytes")
+                            {
+                                if memsw.exists() {
+                                    w.push((memsw, "-1".to_string()));
+                                }
+                            }
+                        }
                         w.push((limit_file()?, l.to_string()));
                     }
                 }
@@ -556,6 +573,11 @@ impl Cgroup for V1Cgroup {
 
     fn thaw(&self) -> Result<(), CgroupError> {
         self.set_state("THAWED")
+    }
+
+    fn is_frozen(&self) -> Result<bool, CgroupError> {
+        let p = self.freezer_state()?;
+        Ok(files::read_opt(&p)?.is_some_and(|s| s.trim() == "FROZEN"))
     }
 
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {

@@ -513,6 +513,11 @@ impl Cgroup for V2Cgroup {
         self.set_frozen(false)
     }
 
+    fn is_frozen(&self) -> Result<bool, CgroupError> {
+        // What was asked (cgroup.freeze), not whether the kernel has finished freezing.
+        Ok(files::read_opt(&self.file("cgroup.freeze"))?.is_some_and(|s| s.trim() == "1"))
+    }
+
     fn kill_all(&self, signal: i32) -> Result<(), CgroupError> {
         let kill = self.file("cgroup.kill");
         if signal == libc::SIGKILL && kill.exists() {

@@ -255,24 +255,9 @@ impl Container {
     }
 
     fn is_frozen(&self) -> bool {
-        let Some(rec) = &self.record else {
-            return false;
-        };
-        match rec.cgroup_version {
-            CgroupVersion::V1 => std::fs::read_to_string(
-                rec.cgroup_root
-                    .join("freezer")
-                    .join(rec.cgroup.for_controller("freezer").trim_start_matches('/'))
-                    .join("freezer.state"),
-            )
-            .is_ok_and(|s| s.trim() == "FROZEN"),
-            CgroupVersion::V2 => std::fs::read_to_string(
-                rec.cgroup_root
-                    .join(rec.cgroup.path.trim_start_matches('/'))
-                    .join("cgroup.freeze"),
-            )
-            .is_ok_and(|s| s.trim() == "1"),
-        }
+        self.cgroup()
+            .and_then(|cg| Ok(cg.is_frozen()?))
+            .unwrap_or(false)
     }
 
     pub fn record(&self) -> Result<&Record> {

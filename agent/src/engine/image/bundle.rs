@@ -84,16 +84,27 @@ fn read_in_root(rootfs: &Path, rel: &str) -> Result<Option<String>, ImageError> 
     let fd = match open_how(
         root.as_raw_fd(),
         Path::new(rel),
-        OFlag::O_RDONLY,
+        // O_NONBLOCK: an image's /etc/passwd could be a FIFO, and opening it must not hang.
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOCTTY,
         RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     ) {
         Ok(fd) => fd,
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(ImageError::io("open", rootfs.join(rel), e)),
     };
+    let f = fs::File::from(fd);
+    let meta = f
+        .metadata()
+        .map_err(|e| ImageError::io("stat", rootfs.join(rel), e))?;
+    if !meta.is_file() {
+        return Err(ImageError::io(
+            "read",
+            rootfs.join(rel),
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
     let mut s = String::new();
-    fs::File::from(fd)
-        .take(4 << 20)
+    f.take(4 << 20)
         .read_to_string(&mut s)
         .map_err(|e| ImageError::io("read", rootfs.join(rel), e))?;
     Ok(Some(s))

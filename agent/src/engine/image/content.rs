@@ -57,6 +57,9 @@ impl ContentStore {
         for d in [root.join("blobs/sha256"), root.join("ingest")] {
             fs::create_dir_all(&d).map_err(|e| ImageError::io("create", &d, e))?;
         }
+        // Blobs are whole layers and configs (which may hold secrets): root only.
+        fs::set_permissions(&root, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| ImageError::io("chmod 0700", &root, e))?;
         Ok(ContentStore { root })
     }
 

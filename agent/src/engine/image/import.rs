@@ -443,7 +443,17 @@ pub fn oci_candidates(
         .into_iter()
         .map(|d| (d, Vec::new(), 0))
         .collect();
+    // A hostile layout can list the same nested index many times at every level: visit each
+    // index once and bound the descriptors looked at, or the walk grows exponentially.
+    let mut visited_indexes = std::collections::HashSet::new();
+    let mut seen = 0usize;
     while let Some((d, inherited, depth)) = queue.pop() {
+        seen += 1;
+        if seen > 10_000 {
+            return Err(ImageError::InvalidArchive(
+                "the layout's indexes list more than 10000 descriptors".into(),
+            ));
+        }
         if let Some(p) = &d.platform {
             if p.os != "linux" || p.architecture != host_arch() {
                 continue;
@@ -455,6 +465,9 @@ pub fn oci_candidates(
         }
         match d.media_type.as_str() {
             MT_OCI_INDEX | MT_DOCKER_LIST => {
+                if !visited_indexes.insert(d.digest.clone()) {
+                    continue;
+                }
                 if depth > 4 {
                     return Err(ImageError::InvalidArchive("indexes nested too deep".into()));
                 }

@@ -402,6 +402,11 @@ impl Applier {
             let dir = self.dir(&entry, parents, true)?;
             return set_opaque(&entry, &dir);
         }
+        if name_b.starts_with(b".wh..wh.") {
+            // AUFS metadata (.wh..wh.plnk, .wh..wh.aufs) from old docker layers: not files,
+            // not whiteouts; containerd skips them too.
+            return Ok(());
+        }
         if let Some(hidden) = name_b.strip_prefix(b".wh.") {
             if hidden.is_empty() || hidden == b"." || hidden == b".." {
                 return Err(ImageError::UnsafeEntry {

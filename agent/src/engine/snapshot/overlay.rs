@@ -79,6 +79,10 @@ impl OverlaySnapshotter {
         }
         let snaps = root.join("snapshots");
         fs::create_dir_all(&snaps).map_err(|e| SnapshotError::io("create", &snaps, e))?;
+        // Layers keep the image's setuid binaries and device nodes: no one but root may walk
+        // to them on the host (containerd uses 0700 too).
+        fs::set_permissions(&snaps, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .map_err(|e| SnapshotError::io("chmod 0700", &snaps, e))?;
         let this = OverlaySnapshotter {
             root: root.to_path_buf(),
         };
