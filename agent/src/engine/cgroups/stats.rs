@@ -61,10 +61,10 @@ pub fn v2_stats(dir: &Path) -> Result<Stats, CgroupError> {
                 };
                 let v = files::parse_u64(&p, v)?;
                 match k {
-                    "rbytes" => s.io_read_bytes += v,
-                    "wbytes" => s.io_write_bytes += v,
-                    "rios" => s.io_read_ops += v,
-                    "wios" => s.io_write_ops += v,
+                    "rbytes" => s.io_read_bytes = s.io_read_bytes.saturating_add(v),
+                    "wbytes" => s.io_write_bytes = s.io_write_bytes.saturating_add(v),
+                    "rios" => s.io_read_ops = s.io_read_ops.saturating_add(v),
+                    "wios" => s.io_write_ops = s.io_write_ops.saturating_add(v),
                     _ => {}
                 }
             }
@@ -90,8 +90,10 @@ pub fn v1_stats(dir: impl Fn(&str) -> Option<PathBuf>) -> Result<Stats, CgroupEr
         let p = d.join("cpuacct.stat");
         let c = files::read_opt(&p)?;
         let hz = clock_ticks();
-        s.cpu_user_ns = key(&p, &c, "user")?.saturating_mul(1_000_000_000) / hz;
-        s.cpu_system_ns = key(&p, &c, "system")?.saturating_mul(1_000_000_000) / hz;
+        // In u128: ticks × 1e9 overflows u64 after ~1.8e10 ticks (a month of 64 CPUs).
+        let ns = |t: u64| (u128::from(t) * 1_000_000_000 / u128::from(hz.max(1))) as u64;
+        s.cpu_user_ns = ns(key(&p, &c, "user")?);
+        s.cpu_system_ns = ns(key(&p, &c, "system")?);
     }
     if let Some(d) = dir("cpu") {
         let p = d.join("cpu.stat");

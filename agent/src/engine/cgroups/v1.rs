@@ -392,7 +392,8 @@ impl V1Cgroup {
             }
             self.existing(field, "blkio", bfq)
         };
-        if let Some(wt) = b.weight() {
+        // 0 means "not set" (runc's reading); the kernel would refuse it as a weight.
+        if let Some(wt) = b.weight().filter(|&w| w != 0) {
             let p = weight_file("blockIO.weight", "blkio.weight", "blkio.bfq.weight")?;
             w.push((p, wt.to_string()));
         }

@@ -88,11 +88,15 @@ impl V2Cgroup {
     /// Computes every write `apply` will make, refusing unsupported fields before any write.
     fn plan(&self, res: &LinuxResources) -> Result<Vec<(PathBuf, String)>, CgroupError> {
         let mut w: Vec<(PathBuf, String)> = Vec::new();
-        let num = |v: i64| {
-            if v < 0 {
-                "max".to_string()
-            } else {
-                v.to_string()
+        // -1 is "no limit"; any other negative value is a mistake, not a limit.
+        let num = |field: &str, v: i64| -> Result<String, CgroupError> {
+            match v {
+                -1 => Ok("max".to_string()),
+                v if v < 0 => Err(CgroupError::invalid(
+                    field,
+                    format!("{v} is negative (-1 means no limit)"),
+                )),
+                v => Ok(v.to_string()),
             }
         };
         if let Some(m) = res.memory() {
@@ -137,10 +141,10 @@ impl V2Cgroup {
                 if m.check_before_update() == Some(true) && l > 0 {
                     check_usage(&self.file("memory.current"), l)?;
                 }
-                w.push((self.file("memory.max"), num(l)));
+                w.push((self.file("memory.max"), num("memory.limit", l)?));
             }
             if let Some(r) = m.reservation().filter(|&r| r != 0) {
-                w.push((self.file("memory.low"), num(r)));
+                w.push((self.file("memory.low"), num("memory.reservation", r)?));
             }
             if let Some(s) = m.swap().filter(|&s| s != 0) {
                 let value = match (s, limit) {
@@ -216,7 +220,7 @@ impl V2Cgroup {
                 let field = format!("hugepageLimits[{i}] ({})", l.page_size());
                 super::check_page_size(&field, l.page_size())?;
                 let name = format!("hugetlb.{}.max", l.page_size());
-                w.push((self.existing(&field, &name)?, num(l.limit())));
+                w.push((self.existing(&field, &name)?, num(&field, l.limit())?));
             }
         }
         if res.network().is_some() {
@@ -280,7 +284,8 @@ impl V2Cgroup {
                 Ok((self.existing(field, "io.weight")?, false))
             }
         };
-        if let Some(wt) = b.weight() {
+        // 0 means "not set" (runc's reading); the kernel would refuse it as a weight.
+        if let Some(wt) = b.weight().filter(|&w| w != 0) {
             let (p, is_bfq) = weight_file("blockIO.weight")?;
             let v = if is_bfq {
                 wt.to_string()

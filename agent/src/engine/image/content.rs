@@ -124,6 +124,13 @@ impl ContentStore {
                 });
             }
             fs::rename(&tmp, &dst).map_err(|e| ImageError::io("rename into place", &dst, e))?;
+            // The index that will name this blob is written durably: the blob's directory
+            // entry must reach the disk first, or a crash leaves the index pointing at nothing.
+            if let Some(parent) = dst.parent() {
+                if let Ok(d) = fs::File::open(parent) {
+                    let _ = d.sync_all();
+                }
+            }
             Ok(BlobRef {
                 digest,
                 size,

@@ -528,6 +528,9 @@ impl ImageStore {
             }
         }
         let chain = chain_id(parent, &stats.diff_id);
+        // A committed layer is reused without another look: its files must be on disk
+        // before the commit (and the index naming it) can be.
+        sync_fs(&upper)?;
         if self.snapshotter.stat(&chain).is_ok() {
             self.snapshotter.remove(&key)?;
         } else {
@@ -680,6 +683,20 @@ impl ImageStore {
 pub fn display_name(name: &str) -> (String, String) {
     let (repo, tag) = reference::split_name(name);
     (familiar_repository(repo).to_string(), tag.to_string())
+}
+
+/// syncfs(2) of the filesystem holding `dir`.
+fn sync_fs(dir: &Path) -> Result<(), ImageError> {
+    let f = std::fs::File::open(dir).map_err(|e| ImageError::io("open", dir, e))?;
+    // SAFETY: syncfs on a descriptor we own.
+    if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&f)) } < 0 {
+        return Err(ImageError::io(
+            "syncfs",
+            dir,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -611,7 +611,17 @@ impl Applier {
     fn finish_dirs(&mut self) -> Result<(), ImageError> {
         for (comps, mtime) in self.dir_times.iter().rev() {
             let entry = join(comps).to_string_lossy().into_owned();
-            let fd = self.dir(&entry, comps, false)?;
+            // A later entry may have replaced the directory (or a whiteout removed it): a
+            // tar's last word wins, so there is no directory left to date.
+            let fd = match self.dir(&entry, comps, false) {
+                Ok(fd) => fd,
+                Err(ImageError::Entry { source, .. })
+                    if matches!(source.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) =>
+                {
+                    continue
+                }
+                Err(e) => return Err(e),
+            };
             let t = TimeSpec::new(*mtime as libc::time_t, 0);
             nix::sys::stat::futimens(fd.as_raw_fd(), &t, &t)
                 .map_err(entry_err(&entry, "set times"))?;

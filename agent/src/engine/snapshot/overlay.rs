@@ -94,6 +94,11 @@ impl OverlaySnapshotter {
             .map(|r| r.id.to_string())
             .collect();
         let entries = fs::read_dir(&snaps).map_err(|e| SnapshotError::io("read", &snaps, e))?;
+        if known.is_empty() && !root.join("metadata.json").exists() {
+            // No metadata at all (lost, or never written): every directory would look like an
+            // orphan. Deleting all layers on that evidence is not ours to do; leave them.
+            return Ok(this);
+        }
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if !known.contains(&name) {
