@@ -306,6 +306,25 @@ fn run_to_files(mut c: Command) -> Out {
 /// Kills a child we started (by pid) and reaps it when dropped, unless it was reaped already.
 struct ChildGuard(Option<Child>);
 
+/// `runtime run` of a bundle whose container prints "ready" first; returns once it has.
+fn run_until_ready(rt: &Rt, b: &Bundle, id: &str) -> ChildGuard {
+    let mut child = ChildGuard(Some(
+        rt.cmd(&["run", "--bundle", &b.path_str(), id])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn run"),
+    ));
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.child().stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read ready");
+    assert_eq!(line, "ready\n");
+    child
+}
+
 impl ChildGuard {
     fn child(&mut self) -> &mut Child {
         self.0.as_mut().expect("child")
@@ -527,23 +546,8 @@ fn sigterm_kills_an_init_outside_a_pid_namespace_with_143() {
         ns.retain(|n| n["type"] != "pid");
     });
     let id = unique("k15");
-    let mut child = ChildGuard(Some(
-        rt.cmd(&["run", "--bundle", &b.path_str(), &id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn run"),
-    ));
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.child().stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("read ready");
-    assert_eq!(line, "ready\n");
-    // `run` records the pid only after the init has gone on to execve (see
-    // run_records_the_pid_before_the_container_runs): wait for the record.
-    rt.wait_status(&id, "running");
+    let mut child = run_until_ready(&rt, &b, &id);
+    assert_eq!(rt.status(&id), "running", "recorded before the process ran");
     rt.ok(&["kill", &id, "TERM"]);
     let st = child.wait_timeout(Duration::from_secs(20));
     assert_eq!(st.code(), Some(143), "run exits 128+15");
@@ -557,20 +561,7 @@ fn run_records_the_pid_before_the_container_runs() {
     let b = Bundle::sh("echo ready; exec sleep 1000");
     for _ in 0..5 {
         let id = unique("race");
-        let mut child = ChildGuard(Some(
-            rt.cmd(&["run", "--bundle", &b.path_str(), &id])
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn run"),
-        ));
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(child.child().stdout.take().expect("stdout")),
-            &mut line,
-        )
-        .expect("read ready");
-        assert_eq!(line, "ready\n");
+        let mut child = run_until_ready(&rt, &b, &id);
         // The container's process has run: a user can see it and must be able to signal it.
         assert_eq!(rt.status(&id), "running");
         rt.ok(&["kill", &id, "KILL"]);
@@ -1590,20 +1581,7 @@ fn run_forwards_sigterm_to_the_container() {
     let rt = Rt::new();
     let b = Bundle::sh("trap 'exit 5' TERM; echo ready; while :; do sleep 0.1; done");
     let id = unique("fwd");
-    let mut run = ChildGuard(Some(
-        rt.cmd(&["run", "--bundle", &b.path_str(), &id])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn run"),
-    ));
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(run.child().stdout.take().expect("stdout")),
-        &mut line,
-    )
-    .expect("read ready");
-    assert_eq!(line, "ready\n");
+    let mut run = run_until_ready(&rt, &b, &id);
     let pid = run.child().id() as i32;
     kill(Pid::from_raw(pid), Signal::SIGTERM).expect("SIGTERM minid runtime run");
     let st = run.wait_timeout(Duration::from_secs(20));
