@@ -247,7 +247,10 @@ fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> 
         // As late as possible, so none of our own setup is filtered (runc's order).
         seccomp::load(filter).map_err(|e| Failure::AfterCreated(1, e))?;
     }
-    let err = nix::unistd::execve(&exe, &argv, &envp).unwrap_err();
+    let err = match nix::unistd::execve(&exe, &argv, &envp) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
     let code = if err == nix::Error::ENOENT { 127 } else { 126 };
     Err(Failure::AfterCreated(
         code,
