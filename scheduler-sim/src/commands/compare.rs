@@ -1,0 +1,50 @@
+//! `minisim compare`: several policies over the same trace, one thread each (std threads, a
+//! scope so they borrow the loaded workload), printed side by side in the order given.
+
+use clap::Args;
+use minisim::policy::Preset;
+use minisim::report;
+
+use super::{run_one, TraceArgs};
+
+#[derive(Debug, Args)]
+pub struct CompareCmd {
+    /// Comma-separated policies, e.g. first-fit,binpack,spread,fgd.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub policies: Vec<Preset>,
+    #[command(flatten)]
+    pub trace: TraceArgs,
+}
+
+impl CompareCmd {
+    pub fn run(self) -> anyhow::Result<()> {
+        let w = self.trace.load()?;
+        let mut policies = self.policies.clone();
+        policies.dedup();
+        let seed = self.trace.seed;
+        let out = self.trace.out.as_ref();
+        let results = std::thread::scope(|s| {
+            let handles: Vec<_> = policies
+                .iter()
+                .map(|&p| {
+                    let w = &w;
+                    let dir = out.map(|o| o.join(p.name()));
+                    s.spawn(move || run_one(w, p, seed, dir.as_ref()))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a replay thread panicked")))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()
+        })?;
+        let rows: Vec<_> = results.iter().map(|(r, t)| (&r.report, t)).collect();
+        print!("{}", report::table(&rows));
+        if let Some(o) = out {
+            println!("wrote {}/<policy>/", o.display());
+        }
+        Ok(())
+    }
+}

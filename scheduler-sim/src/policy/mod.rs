@@ -1,0 +1,21 @@
+//! The scheduling policy library, shared by `minisim` and `minictl`: pure (no I/O, no clock,
+//! randomness only from a seeded [`crate::rng::Rng`]).
+//!
+//! [`resources`] holds the state (nodes, tasks, resource vectors), [`constraint`] the label
+//! constraints, [`filter`] the hard constraints, [`score`] and [`fgd`] the soft preferences,
+//! [`stack`] combines them into a [`Decision`], and [`preset`] names the classic stacks.
+
+pub mod constraint;
+pub mod fgd;
+pub mod filter;
+pub mod preset;
+pub mod resources;
+pub mod score;
+pub mod stack;
+
+pub use constraint::{Constraint, Op};
+pub use filter::{Filter, Reason};
+pub use preset::{Preset, UnknownPolicy};
+pub use resources::{Allocation, Node, Resources, Task, GPU_MILLI};
+pub use score::Scorer;
+pub use stack::{Decision, NodeExplanation, Stack, Verdict};

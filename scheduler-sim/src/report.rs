@@ -1,0 +1,282 @@
+//! Run reports: what a replay measured, written as `report.json` (deterministic: the same
+//! inputs and seed give the same bytes), `timeseries.csv` (one row per event time) and
+//! `timings.json` (wall-clock figures, kept apart so they cannot break that determinism);
+//! and the terminal summary tables.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::policy::{Node, Preset};
+use crate::sim::{self, Metrics, Sample};
+use crate::trace::{Malformed, TaskSpec};
+
+/// How many malformed lines a report quotes (all are counted).
+pub const MALFORMED_EXAMPLES: usize = 10;
+
+/// Where a run's workload came from, as the user named it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Inputs {
+    pub trace: String,
+    pub nodes: String,
+    pub pods: String,
+}
+
+/// The deterministic report of one run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    pub policy: String,
+    pub seed: u64,
+    pub inputs: Inputs,
+    pub filters: Vec<&'static str>,
+    pub scorers: Vec<(&'static str, f64)>,
+    pub sample: Option<usize>,
+    pub malformed_lines: usize,
+    pub malformed_examples: Vec<String>,
+    pub metrics: Metrics,
+}
+
+/// Wall-clock figures of one run; not deterministic, so not part of [`Report`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Timings {
+    pub policy: String,
+    pub wall_seconds: f64,
+    pub decisions: u64,
+    pub decisions_per_second: f64,
+}
+
+/// One finished run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Run {
+    pub report: Report,
+    pub series: Vec<Sample>,
+}
+
+/// Replays `tasks` on `nodes` under `preset` (FGD's target workload is `tasks` itself).
+pub fn replay(
+    nodes: &[Node],
+    tasks: &[TaskSpec],
+    preset: Preset,
+    seed: u64,
+    inputs: Inputs,
+    malformed: &[Malformed],
+) -> Run {
+    let mut stack = preset.build(seed, tasks.iter().map(|t| &t.task));
+    let (filters, scorers, sample) = stack.describe();
+    let outcome = sim::run(nodes.to_vec(), tasks, &mut stack);
+    Run {
+        report: Report {
+            policy: preset.name().to_string(),
+            seed,
+            inputs,
+            filters,
+            scorers,
+            sample,
+            malformed_lines: malformed.len(),
+            malformed_examples: malformed
+                .iter()
+                .take(MALFORMED_EXAMPLES)
+                .map(|m| m.to_string())
+                .collect(),
+            metrics: outcome.metrics,
+        },
+        series: outcome.series,
+    }
+}
+
+/// Errors writing a report.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("failed to write {}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("failed to encode {}: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+fn write(path: PathBuf, bytes: &[u8]) -> Result<(), ReportError> {
+    fs::write(&path, bytes).map_err(|source| ReportError::Write { path, source })
+}
+
+fn json<T: Serialize>(path: &Path, v: &T) -> Result<Vec<u8>, ReportError> {
+    let mut b = serde_json::to_vec_pretty(v).map_err(|source| ReportError::Encode {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    b.push(b'\n');
+    Ok(b)
+}
+
+/// Writes `report.json`, `timeseries.csv` and `timings.json` into `dir` (created if needed).
+pub fn write_run(dir: &Path, run: &Run, timings: &Timings) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let p = dir.join("report.json");
+    write(p.clone(), &json(&p, &run.report)?)?;
+    write(
+        dir.join("timeseries.csv"),
+        timeseries_csv(&run.series).as_bytes(),
+    )?;
+    let p = dir.join("timings.json");
+    write(p.clone(), &json(&p, timings)?)?;
+    Ok(())
+}
+
+/// The time series as CSV with a header; ratios with six decimals.
+pub fn timeseries_csv(series: &[Sample]) -> String {
+    let mut s = String::from("time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending\n");
+    for x in series {
+        let _ = writeln!(
+            s,
+            "{},{:.6},{:.6},{:.6},{},{},{}",
+            x.time, x.cpu_alloc, x.mem_alloc, x.gpu_alloc, x.nodes_in_use, x.running, x.pending
+        );
+    }
+    s
+}
+
+/// A side-by-side table, one row per run, naming each policy.
+pub fn table(runs: &[(&Report, &Timings)]) -> String {
+    let head = [
+        "policy",
+        "placed",
+        "failed",
+        "pending",
+        "queued",
+        "wait p50",
+        "wait p99",
+        "cpu mean",
+        "mem mean",
+        "gpu mean",
+        "gpu peak",
+        "peak nodes",
+        "decisions",
+        "wall s",
+        "dec/s",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
+    for (r, t) in runs {
+        let m = &r.metrics;
+        let pct = |x: f64| format!("{:.1}%", x * 100.0);
+        rows.push(vec![
+            r.policy.clone(),
+            m.placements.to_string(),
+            m.failed.to_string(),
+            m.pending_at_end.to_string(),
+            m.queued.to_string(),
+            format!("{}s", m.wait_p50),
+            format!("{}s", m.wait_p99),
+            pct(m.cpu_alloc.mean),
+            pct(m.mem_alloc.mean),
+            pct(m.gpu_alloc.mean),
+            pct(m.gpu_alloc.peak),
+            m.peak_nodes_in_use.to_string(),
+            m.decisions.to_string(),
+            format!("{:.3}", t.wall_seconds),
+            format!("{:.0}", t.decisions_per_second),
+        ]);
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in &rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(c, v)| {
+                if c == 0 {
+                    format!("{v:<w$}", w = widths[c])
+                } else {
+                    format!("{v:>w$}", w = widths[c])
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::Task;
+
+    fn tiny() -> Run {
+        let nodes = vec![
+            Node::new("n0", 4000, 4096, 1, Some("T4")),
+            Node::new("n1", 4000, 4096, 0, None),
+        ];
+        let tasks = vec![
+            TaskSpec {
+                task: Task::new("a", 1000, 1024).with_gpus(1, 500),
+                arrival: 0,
+                duration: Some(10),
+            },
+            TaskSpec {
+                task: Task::new("b", 3000, 1024),
+                arrival: 5,
+                duration: None,
+            },
+        ];
+        let inputs = Inputs {
+            trace: "openb".into(),
+            nodes: "n.csv".into(),
+            pods: "p.csv".into(),
+        };
+        replay(&nodes, &tasks, Preset::Binpack, 3, inputs, &[])
+    }
+
+    #[test]
+    fn csv_and_table_contents() {
+        let run = tiny();
+        assert_eq!(
+            timeseries_csv(&run.series),
+            "time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending\n\
+             0,0.125000,0.125000,0.500000,1,1,0\n\
+             5,0.500000,0.250000,0.500000,1,2,0\n\
+             10,0.375000,0.125000,0.000000,1,1,0\n"
+        );
+        let t = Timings {
+            policy: "binpack".into(),
+            wall_seconds: 0.5,
+            decisions: 2,
+            decisions_per_second: 4.0,
+        };
+        let table = table(&[(&run.report, &t)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].starts_with("policy   placed  failed"), "{table}");
+        assert!(lines[1].starts_with("binpack       2       0"), "{table}");
+        assert!(lines[1].ends_with("0.500      4"), "{table}");
+    }
+
+    #[test]
+    fn write_run_writes_three_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = tiny();
+        let t = Timings {
+            policy: "binpack".into(),
+            wall_seconds: 0.5,
+            decisions: 2,
+            decisions_per_second: 4.0,
+        };
+        write_run(&dir.path().join("x"), &run, &t).unwrap();
+        let report: serde_json::Value =
+            serde_json::from_slice(&fs::read(dir.path().join("x/report.json")).unwrap()).unwrap();
+        assert_eq!(report["policy"], "binpack");
+        assert_eq!(report["metrics"]["placements"], 2);
+        assert_eq!(report["scorers"][0][0], "most-allocated");
+        assert!(report.get("wall_seconds").is_none());
+        assert!(dir.path().join("x/timeseries.csv").is_file());
+        assert!(dir.path().join("x/timings.json").is_file());
+    }
+}

@@ -1,0 +1,114 @@
+//! Trace loaders: public cluster traces in, [`crate::policy::Node`]s and timed
+//! [`TaskSpec`]s out. Today the Alibaba OpenB format ([`openb`]).
+//!
+//! Bad input never panics. A malformed line is a [`Malformed`] with file and line number; by
+//! default it is skipped and counted (the report shows the count and the first few), and with
+//! [`LoadOptions::strict`] the first one is an error. A missing file or an unknown header is
+//! always an error: nothing in the file could be read meaningfully.
+
+pub mod openb;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use serde::Serialize;
+
+use crate::policy::Task;
+
+/// A task with its arrival time and how long it runs once placed (seconds of trace time).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSpec {
+    pub task: Task,
+    pub arrival: u64,
+    /// `None`: runs until the end of the simulation.
+    pub duration: Option<u64>,
+}
+
+/// How strictly to read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// Fail on the first malformed line instead of skipping it.
+    pub strict: bool,
+}
+
+/// One malformed line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Malformed {
+    pub path: PathBuf,
+    /// 1-based, counting the header.
+    pub line: u64,
+    pub reason: String,
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}: {}", self.path.display(), self.line, self.reason)
+    }
+}
+
+/// What a loader read, with the lines it skipped.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded<T> {
+    pub items: Vec<T>,
+    pub malformed: Vec<Malformed>,
+}
+
+/// Errors from the loaders.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("failed to read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: unexpected header {found:?}, expected {expected}", path.display())]
+    Header {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("malformed trace line {0}")]
+    Malformed(Malformed),
+}
+
+/// A trace format name, as `--trace` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceFormat {
+    /// Alibaba cluster-trace-gpu-v2023 ("OpenB"): node list + pod list CSVs.
+    Openb,
+}
+
+impl TraceFormat {
+    pub const ALL: [TraceFormat; 1] = [TraceFormat::Openb];
+    pub fn name(self) -> &'static str {
+        match self {
+            TraceFormat::Openb => "openb",
+        }
+    }
+}
+
+impl fmt::Display for TraceFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown trace format name.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown trace format {name:?} (known: {})", TraceFormat::ALL.map(TraceFormat::name).join(", "))]
+pub struct UnknownTrace {
+    pub name: String,
+}
+
+impl FromStr for TraceFormat {
+    type Err = UnknownTrace;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TraceFormat::ALL
+            .into_iter()
+            .find(|t| t.name() == s)
+            .ok_or_else(|| UnknownTrace {
+                name: s.to_string(),
+            })
+    }
+}
