@@ -245,15 +245,9 @@ fn report(fd: RawFd, r: &Ready) {
 /// Closes every open descriptor for which `keep` is false (listed from /proc/self/fd, so it
 /// works whatever the kernel's close_range support).
 fn close_fds_except(keep: impl Fn(RawFd) -> bool) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<RawFd> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in fds {
+    for fd in crate::engine::process::open_fds() {
         if !keep(fd) {
-            // The directory's own descriptor is among them and already closed: EBADF is fine.
+            // The listing's own descriptor is among them and already closed: EBADF is fine.
             let _ = nix::unistd::close(fd);
         }
     }

@@ -453,17 +453,9 @@ fn close_fds_on_exec(preserve: i32) {
     }
 }
 
-/// Calls `f` for each descriptor open in this process (from /proc/self/fd).
-fn for_each_open_fd(mut f: impl FnMut(RawFd)) {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
-        return;
-    };
-    let fds: Vec<RawFd> = dir
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    for fd in fds {
-        f(fd);
-    }
+/// Calls `f` for each descriptor open in this process.
+fn for_each_open_fd(f: impl FnMut(RawFd)) {
+    super::open_fds().into_iter().for_each(f);
 }
 
 fn cstrings(v: &[String]) -> Result<Vec<CString>> {

@@ -34,6 +34,16 @@ pub fn connect_console(path: Option<&std::path::Path>) -> Result<Option<OwnedFd>
     Ok(Some(s.into()))
 }
 
+/// The descriptors open in this process, from /proc/self/fd (the directory's own descriptor
+/// is closed again before this returns, so it may appear in the list already closed).
+pub fn open_fds() -> Vec<std::os::fd::RawFd> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// `struct clone_args` of clone3(2).
 #[repr(C)]
 #[derive(Default)]
