@@ -7,6 +7,7 @@
 //! - [`trace`] turns public cluster traces (today: Alibaba OpenB, Weng et al., ATC'23) into
 //!   nodes and timed tasks, reporting malformed lines with file and line number.
 //! - [`sim`] replays timed tasks through a policy on a virtual clock and measures the result.
+//! - [`synth`] generates seeded synthetic clusters and Poisson workloads.
 //! - [`report`] writes a run's report, time series and timings to disk and renders the
 //!   terminal tables; it is the only module here besides [`trace`] that touches files.
 //!
@@ -17,4 +18,5 @@ pub mod policy;
 pub mod report;
 pub mod rng;
 pub mod sim;
+pub mod synth;
 pub mod trace;

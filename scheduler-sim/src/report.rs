@@ -1,7 +1,8 @@
 //! Run reports: what a replay measured, written as `report.json` (deterministic: the same
 //! inputs and seed give the same bytes), `timeseries.csv` (one row per event time) and
 //! `timings.json` (wall-clock figures, kept apart so they cannot break that determinism);
-//! and the terminal summary tables.
+//! for fill mode `fill.json` and `fill.csv` (one row per step of offered load); and the
+//! terminal summary tables.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -10,7 +11,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::policy::{Node, Preset};
-use crate::sim::{self, Metrics, Sample};
+use crate::sim::fill::{self, Basis, FillOptions, FillRow};
+use crate::sim::{self, Metrics, Options, Sample};
 use crate::trace::{Malformed, TaskSpec};
 
 /// How many malformed lines a report quotes (all are counted).
@@ -54,7 +56,8 @@ pub struct Run {
     pub series: Vec<Sample>,
 }
 
-/// Replays `tasks` on `nodes` under `preset` (FGD's target workload is `tasks` itself).
+/// Replays `tasks` on `nodes` under `preset` (FGD's target workload is `tasks` itself), with
+/// the failures in `opts`.
 pub fn replay(
     nodes: &[Node],
     tasks: &[TaskSpec],
@@ -62,10 +65,11 @@ pub fn replay(
     seed: u64,
     inputs: Inputs,
     malformed: &[Malformed],
+    opts: Options,
 ) -> Run {
     let mut stack = preset.build(seed, tasks.iter().map(|t| &t.task));
     let (filters, scorers, sample) = stack.describe();
-    let outcome = sim::run(nodes.to_vec(), tasks, &mut stack);
+    let outcome = sim::run_with(nodes.to_vec(), tasks, &mut stack, opts);
     Run {
         report: Report {
             policy: preset.name().to_string(),
@@ -84,6 +88,94 @@ pub fn replay(
         },
         series: outcome.series,
     }
+}
+
+/// The deterministic report of one fill run (`fill.json`; the rows also go to `fill.csv`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FillReport {
+    pub policy: String,
+    pub seed: u64,
+    pub inputs: Inputs,
+    pub max_consecutive_failures: usize,
+    pub step_percent: u32,
+    /// The resource offered load is a share of.
+    pub basis: Basis,
+    pub malformed_lines: usize,
+    pub rows: Vec<FillRow>,
+}
+
+/// Fills `nodes` with draws from the mix of `tasks` under `preset`.
+pub fn fill_run(
+    nodes: &[Node],
+    tasks: &[TaskSpec],
+    preset: Preset,
+    inputs: Inputs,
+    malformed: &[Malformed],
+    o: &FillOptions,
+) -> FillReport {
+    let mix: Vec<_> = tasks.iter().map(|t| t.task.clone()).collect();
+    let mut stack = preset.build(o.seed, mix.iter());
+    let out = fill::fill(nodes.to_vec(), &mix, &mut stack, o);
+    FillReport {
+        policy: preset.name().to_string(),
+        seed: o.seed,
+        inputs,
+        max_consecutive_failures: o.max_consecutive_failures,
+        step_percent: o.step_percent,
+        basis: out.basis,
+        malformed_lines: malformed.len(),
+        rows: out.rows,
+    }
+}
+
+/// Writes `fill.json` and `fill.csv` into `dir` (created if needed).
+pub fn write_fill(dir: &Path, r: &FillReport) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let p = dir.join("fill.json");
+    write(p.clone(), &json(&p, r)?)?;
+    write(dir.join("fill.csv"), fill::fill_csv(&r.rows).as_bytes())
+}
+
+/// A terminal table of a fill: one line per row.
+pub fn fill_table(r: &FillReport) -> String {
+    let mut out = format!(
+        "{} fill, offered load as a share of {} capacity
+{:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>10} {:>10}
+",
+        r.policy,
+        match r.basis {
+            Basis::Gpu => "GPU",
+            Basis::Cpu => "CPU",
+        },
+        "offered",
+        "placed",
+        "failed",
+        "cpu",
+        "mem",
+        "gpu",
+        "nodes",
+        "gpu free",
+        "gpu frag"
+    );
+    for x in &r.rows {
+        let _ = writeln!(
+            out,
+            "{:>7.1}% {:>8} {:>8} {:>7.1}% {:>7.1}% {:>7.1}% {:>8} {:>10.1} {:>10.1}",
+            x.offered * 100.0,
+            x.placed,
+            x.failed,
+            x.cpu_alloc * 100.0,
+            x.mem_alloc * 100.0,
+            x.gpu_alloc * 100.0,
+            x.nodes_in_use,
+            x.gpu_unallocated,
+            x.gpu_fragmented
+        );
+    }
+    out
 }
 
 /// Errors writing a report.
@@ -133,12 +225,22 @@ pub fn write_run(dir: &Path, run: &Run, timings: &Timings) -> Result<(), ReportE
 
 /// The time series as CSV with a header; ratios with six decimals.
 pub fn timeseries_csv(series: &[Sample]) -> String {
-    let mut s = String::from("time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending\n");
+    let mut s = String::from(
+        "time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending,gpu_unallocated,gpu_fragmented\n",
+    );
     for x in series {
         let _ = writeln!(
             s,
-            "{},{:.6},{:.6},{:.6},{},{},{}",
-            x.time, x.cpu_alloc, x.mem_alloc, x.gpu_alloc, x.nodes_in_use, x.running, x.pending
+            "{},{:.6},{:.6},{:.6},{},{},{},{:.3},{:.3}",
+            x.time,
+            x.cpu_alloc,
+            x.mem_alloc,
+            x.gpu_alloc,
+            x.nodes_in_use,
+            x.running,
+            x.pending,
+            x.gpu_unallocated,
+            x.gpu_fragmented
         );
     }
     s
@@ -233,7 +335,15 @@ mod tests {
             nodes: "n.csv".into(),
             pods: "p.csv".into(),
         };
-        replay(&nodes, &tasks, Preset::Binpack, 3, inputs, &[])
+        replay(
+            &nodes,
+            &tasks,
+            Preset::Binpack,
+            3,
+            inputs,
+            &[],
+            Options::default(),
+        )
     }
 
     #[test]
@@ -241,10 +351,10 @@ mod tests {
         let run = tiny();
         assert_eq!(
             timeseries_csv(&run.series),
-            "time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending\n\
-             0,0.125000,0.125000,0.500000,1,1,0\n\
-             5,0.500000,0.250000,0.500000,1,2,0\n\
-             10,0.375000,0.125000,0.000000,1,1,0\n"
+            "time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending,gpu_unallocated,gpu_fragmented\n\
+             0,0.125000,0.125000,0.500000,1,1,0,0.500,0.250\n\
+             5,0.500000,0.250000,0.500000,1,2,0,0.500,0.500\n\
+             10,0.375000,0.125000,0.000000,1,1,0,1.000,0.500\n"
         );
         let t = Timings {
             policy: "binpack".into(),

@@ -204,3 +204,77 @@ fn malformed_lines_are_skipped_and_counted_or_fatal_with_strict() {
     assert_eq!(r.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&r.stderr).contains("failed to read /nonexistent.csv"));
 }
+
+#[test]
+fn synthetic_runs_fill_and_failures_end_to_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    // Synthetic replay with a rate of failures: byte-identical for the same spec and seed.
+    for k in 0..2 {
+        let r = minisim(&[
+            "run",
+            "--synthetic",
+            "nodes=30,tasks=400,seed=7,duration=600",
+            "--policy",
+            "fgd",
+            "--fail-rate",
+            "per_node_per_hour=1,for=300",
+            "--seed",
+            "2",
+            "--out",
+            &format!("{d}/syn-{k}"),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    }
+    let a = fs::read(format!("{d}/syn-0/report.json")).unwrap();
+    assert_eq!(a, fs::read(format!("{d}/syn-1/report.json")).unwrap());
+    let rep: serde_json::Value = serde_json::from_slice(&a).unwrap();
+    assert_eq!(rep["inputs"]["trace"], "synthetic");
+    assert_eq!(rep["metrics"]["tasks"], 400);
+    assert!(
+        rep["metrics"]["node_failures"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{rep}"
+    );
+    let ts = fs::read_to_string(format!("{d}/syn-0/timeseries.csv")).unwrap();
+    assert!(ts.starts_with("time,cpu_alloc,mem_alloc,gpu_alloc,nodes_in_use,running,pending,gpu_unallocated,gpu_fragmented\n"));
+
+    // Fill mode writes fill.csv and fill.json with rows at each 10% of offered load.
+    let r = minisim(&[
+        "run",
+        "--synthetic",
+        "nodes=20,tasks=200,seed=1",
+        "--policy",
+        "fgd",
+        "--fill",
+        "--fill-failures",
+        "20",
+        "--out",
+        &format!("{d}/fill"),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let csv = fs::read_to_string(format!("{d}/fill/fill.csv")).unwrap();
+    assert!(csv.starts_with("offered,drawn,placed,failed"), "{csv}");
+    assert!(
+        csv.lines().nth(1).is_some_and(|l| l.starts_with("0.1")),
+        "{csv}"
+    );
+    assert!(csv.lines().count() >= 6, "{csv}");
+    let j: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{d}/fill/fill.json")).unwrap()).unwrap();
+    assert_eq!(j["basis"], "gpu");
+
+    // An explicit failure names a node; an unknown name is a clear error.
+    let r = minisim(&[
+        "run",
+        "--synthetic",
+        "nodes=3,tasks=10,seed=1",
+        "--policy",
+        "binpack",
+        "--fail",
+        "node=nope,at=5",
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no node named \"nope\""));
+}

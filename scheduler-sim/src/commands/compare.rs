@@ -19,6 +19,7 @@ pub struct CompareCmd {
 impl CompareCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let w = self.trace.load()?;
+        let opts = self.trace.options(&w)?;
         let mut policies = self.policies.clone();
         policies.dedup();
         let seed = self.trace.seed;
@@ -29,7 +30,8 @@ impl CompareCmd {
                 .map(|&p| {
                     let w = &w;
                     let dir = out.map(|o| o.join(p.name()));
-                    s.spawn(move || run_one(w, p, seed, dir.as_ref()))
+                    let opts = opts.clone();
+                    s.spawn(move || run_one(w, p, seed, opts, dir.as_ref()))
                 })
                 .collect();
             handles

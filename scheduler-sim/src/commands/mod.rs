@@ -11,6 +11,8 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use minisim::policy::{Node, Preset};
 use minisim::report::{self, Inputs, Run, Timings};
+use minisim::sim::{self, NodeFailure, Options};
+use minisim::synth::{self, SynthSpec};
 use minisim::trace::{openb, LoadOptions, Malformed, TaskSpec, TraceFormat};
 
 #[derive(Debug, Parser)]
@@ -41,18 +43,31 @@ impl Command {
     }
 }
 
-/// The workload options every subcommand takes.
+/// The workload options every subcommand takes: a trace (`--trace --nodes --pods`) or a
+/// synthetic workload (`--synthetic`), and optional failure injection.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
     /// Trace format (known: openb).
-    #[arg(long)]
-    pub trace: TraceFormat,
+    #[arg(long, required_unless_present = "synthetic", requires_all = ["nodes", "pods"])]
+    pub trace: Option<TraceFormat>,
     /// Node list file.
-    #[arg(long)]
-    pub nodes: PathBuf,
+    #[arg(long, requires = "trace")]
+    pub nodes: Option<PathBuf>,
     /// Pod (task) list file.
-    #[arg(long)]
-    pub pods: PathBuf,
+    #[arg(long, requires = "trace")]
+    pub pods: Option<PathBuf>,
+    /// A synthetic workload instead of a trace: nodes=N,tasks=N,seed=N[,duration=S][,load=F]
+    /// [,rate=F] (see the synth module for the distributions).
+    #[arg(long, conflicts_with_all = ["trace", "nodes", "pods"])]
+    pub synthetic: Option<SynthSpec>,
+    /// Take a node down: node=NAME,at=SECONDS[,for=SECONDS] (trace time; without `for` it
+    /// stays down). Repeatable. Its running tasks are evicted and re-queued.
+    #[arg(long = "fail")]
+    pub fail: Vec<FailSpec>,
+    /// Fail nodes at random: per_node_per_hour=X[,for=SECONDS][,seed=N] (outage length
+    /// default 600 s, seed default the run's --seed).
+    #[arg(long = "fail-rate")]
+    pub fail_rate: Option<FailRate>,
     /// Seed for every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -72,15 +87,155 @@ pub struct Workload {
     pub inputs: Inputs,
 }
 
+/// `--fail node=NAME,at=SECONDS[,for=SECONDS]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FailSpec {
+    pub node: String,
+    pub at: u64,
+    pub duration: Option<u64>,
+}
+
+/// `--fail-rate per_node_per_hour=X[,for=SECONDS][,seed=N]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FailRate {
+    pub per_node_per_hour: f64,
+    pub duration: u64,
+    pub seed: Option<u64>,
+}
+
+fn key_values(s: &str) -> Result<Vec<(&str, &str)>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .ok_or_else(|| format!("{p:?} is not key=value"))
+        })
+        .collect()
+}
+
+fn seconds(k: &str, v: &str) -> Result<u64, String> {
+    v.parse()
+        .map_err(|_| format!("{k}: {v:?} is not a whole number of seconds"))
+}
+
+impl std::str::FromStr for FailSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (mut node, mut at, mut duration) = (None, None, None);
+        for (k, v) in key_values(s)? {
+            match k {
+                "node" => node = Some(v.to_string()),
+                "at" => at = Some(seconds(k, v)?),
+                "for" => duration = Some(seconds(k, v)?),
+                _ => return Err(format!("unknown key {k:?} (known: node, at, for)")),
+            }
+        }
+        Ok(Self {
+            node: node.ok_or("node=NAME is required")?,
+            at: at.ok_or("at=SECONDS is required")?,
+            duration,
+        })
+    }
+}
+
+impl std::str::FromStr for FailRate {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let mut r = FailRate {
+            per_node_per_hour: -1.0,
+            duration: 600,
+            seed: None,
+        };
+        for (k, v) in key_values(s)? {
+            match k {
+                "per_node_per_hour" => {
+                    r.per_node_per_hour = match v.parse::<f64>() {
+                        Ok(x) if x.is_finite() && x >= 0.0 => x,
+                        _ => return Err(format!("{k}: {v:?} is not a rate >= 0")),
+                    }
+                }
+                "for" => r.duration = seconds(k, v)?,
+                "seed" => r.seed = Some(seconds(k, v)?),
+                _ => {
+                    return Err(format!(
+                        "unknown key {k:?} (known: per_node_per_hour, for, seed)"
+                    ))
+                }
+            }
+        }
+        if r.per_node_per_hour < 0.0 {
+            return Err("per_node_per_hour=X is required".into());
+        }
+        Ok(r)
+    }
+}
+
 impl TraceArgs {
+    /// The simulator options: failures resolved against the loaded nodes.
+    pub fn options(&self, w: &Workload) -> anyhow::Result<Options> {
+        let mut failures = Vec::new();
+        for f in &self.fail {
+            let node = w
+                .nodes
+                .iter()
+                .position(|n| n.name == f.node)
+                .with_context(|| format!("--fail: no node named {:?}", f.node))?;
+            failures.push(NodeFailure {
+                node,
+                at: f.at,
+                duration: f.duration,
+            });
+        }
+        if let Some(r) = &self.fail_rate {
+            let start = w.tasks.iter().map(|t| t.arrival).min().unwrap_or(0);
+            let end = w
+                .tasks
+                .iter()
+                .map(|t| t.arrival.saturating_add(t.duration.unwrap_or(0)))
+                .max()
+                .unwrap_or(0);
+            failures.extend(sim::failures_at_rate(
+                w.nodes.len(),
+                r.per_node_per_hour,
+                r.duration,
+                start,
+                end,
+                r.seed.unwrap_or(self.seed),
+            ));
+        }
+        Ok(Options {
+            failures,
+            frag_workload: None,
+        })
+    }
+
     pub fn load(&self) -> anyhow::Result<Workload> {
+        if let Some(spec) = &self.synthetic {
+            let (nodes, tasks) = synth::generate(spec);
+            return Ok(Workload {
+                nodes,
+                tasks,
+                malformed: Vec::new(),
+                inputs: Inputs {
+                    trace: "synthetic".into(),
+                    nodes: spec.to_string(),
+                    pods: String::new(),
+                },
+            });
+        }
         let opts = LoadOptions {
             strict: self.strict,
         };
-        let (nodes, pods) = match self.trace {
+        let (Some(trace), Some(nodes_path), Some(pods_path)) =
+            (self.trace, self.nodes.as_ref(), self.pods.as_ref())
+        else {
+            anyhow::bail!("give --trace with --nodes and --pods, or --synthetic");
+        };
+        let (nodes, pods) = match trace {
             TraceFormat::Openb => (
-                openb::load_nodes(&self.nodes, opts)?,
-                openb::load_pods(&self.pods, opts)?,
+                openb::load_nodes(nodes_path, opts)?,
+                openb::load_pods(pods_path, opts)?,
             ),
         };
         for m in nodes
@@ -104,9 +259,9 @@ impl TraceArgs {
             tasks: pods.items,
             malformed,
             inputs: Inputs {
-                trace: self.trace.to_string(),
-                nodes: self.nodes.display().to_string(),
-                pods: self.pods.display().to_string(),
+                trace: trace.to_string(),
+                nodes: nodes_path.display().to_string(),
+                pods: pods_path.display().to_string(),
             },
         })
     }
@@ -117,6 +272,7 @@ pub fn run_one(
     w: &Workload,
     preset: Preset,
     seed: u64,
+    opts: Options,
     out: Option<&PathBuf>,
 ) -> anyhow::Result<(Run, Timings)> {
     let start = Instant::now();
@@ -127,6 +283,7 @@ pub fn run_one(
         seed,
         w.inputs.clone(),
         &w.malformed,
+        opts,
     );
     let wall = start.elapsed().as_secs_f64();
     let decisions = run.report.metrics.decisions;
@@ -170,6 +327,120 @@ mod tests {
         assert_eq!(r.policy, Preset::Binpack);
         assert_eq!((r.trace.seed, r.trace.strict), (7, true));
         assert_eq!(r.trace.out, Some(PathBuf::from("o")));
+    }
+
+    #[test]
+    fn synthetic_fill_and_failure_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "minisim",
+            "run",
+            "--synthetic",
+            "nodes=50,tasks=500,seed=7",
+            "--policy",
+            "fgd",
+            "--fail",
+            "node=n1,at=10,for=20",
+            "--fail",
+            "node=n2,at=5",
+            "--fail-rate",
+            "per_node_per_hour=0.5,for=60,seed=3",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(
+            r.trace
+                .synthetic
+                .as_ref()
+                .map(|s| (s.nodes, s.tasks, s.seed)),
+            Some((50, 500, 7))
+        );
+        assert_eq!(
+            r.trace.fail[0],
+            FailSpec {
+                node: "n1".into(),
+                at: 10,
+                duration: Some(20)
+            }
+        );
+        assert_eq!(r.trace.fail[1].duration, None);
+        assert_eq!(
+            r.trace.fail_rate,
+            Some(FailRate {
+                per_node_per_hour: 0.5,
+                duration: 60,
+                seed: Some(3)
+            })
+        );
+        let cli = Cli::try_parse_from([
+            "minisim",
+            "run",
+            "--synthetic",
+            "nodes=5",
+            "--policy",
+            "binpack",
+            "--fill",
+            "--fill-failures",
+            "7",
+            "--fill-step",
+            "5",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!((r.fill, r.fill_failures, r.fill_step), (true, 7, 5));
+        // A trace and a synthetic workload together, or neither, or fill with failures: errors.
+        for bad in [
+            &[
+                "minisim",
+                "run",
+                "--synthetic",
+                "nodes=5",
+                "--trace",
+                "openb",
+                "--nodes",
+                "n",
+                "--pods",
+                "p",
+                "--policy",
+                "fgd",
+            ][..],
+            &["minisim", "run", "--policy", "fgd"][..],
+            &["minisim", "run", "--trace", "openb", "--policy", "fgd"][..],
+            &[
+                "minisim",
+                "run",
+                "--synthetic",
+                "nodes=5",
+                "--policy",
+                "fgd",
+                "--fill",
+                "--fail",
+                "node=a,at=1",
+            ][..],
+            &[
+                "minisim",
+                "run",
+                "--synthetic",
+                "nodes=5",
+                "--policy",
+                "fgd",
+                "--fail",
+                "at=1",
+            ][..],
+            &[
+                "minisim",
+                "run",
+                "--synthetic",
+                "nodes=x",
+                "--policy",
+                "fgd",
+            ][..],
+        ] {
+            assert!(Cli::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

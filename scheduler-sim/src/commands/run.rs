@@ -1,8 +1,10 @@
 //! `minisim run`: one policy over one trace.
 
+use anyhow::Context as _;
 use clap::Args;
 use minisim::policy::Preset;
 use minisim::report;
+use minisim::sim::fill::FillOptions;
 
 use super::{run_one, TraceArgs};
 
@@ -13,12 +15,51 @@ pub struct RunCmd {
     pub policy: Preset,
     #[command(flatten)]
     pub trace: TraceArgs,
+    /// Fill mode: draw tasks (seeded) from the workload's mix, no departures, until the
+    /// cluster can place no more; writes fill.json and fill.csv instead of a replay report.
+    #[arg(long, conflicts_with_all = ["fail", "fail_rate"])]
+    pub fill: bool,
+    /// Fill mode stops after this many failed placements in a row.
+    #[arg(long, default_value_t = 100, requires = "fill")]
+    pub fill_failures: usize,
+    /// Fill mode reports a row every this many percent of offered load.
+    #[arg(long, default_value_t = 10, requires = "fill", value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub fill_step: u32,
 }
 
 impl RunCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let w = self.trace.load()?;
-        let (run, timings) = run_one(&w, self.policy, self.trace.seed, self.trace.out.as_ref())?;
+        if self.fill {
+            let o = FillOptions {
+                seed: self.trace.seed,
+                max_consecutive_failures: self.fill_failures.max(1),
+                step_percent: self.fill_step,
+                ..FillOptions::default()
+            };
+            let r = report::fill_run(
+                &w.nodes,
+                &w.tasks,
+                self.policy,
+                w.inputs.clone(),
+                &w.malformed,
+                &o,
+            );
+            print!("{}", report::fill_table(&r));
+            if let Some(out) = &self.trace.out {
+                report::write_fill(out, &r).context("writing the fill report")?;
+                println!("wrote {}", out.display());
+            }
+            return Ok(());
+        }
+        let opts = self.trace.options(&w)?;
+        let (run, timings) = run_one(
+            &w,
+            self.policy,
+            self.trace.seed,
+            opts,
+            self.trace.out.as_ref(),
+        )?;
         print!("{}", report::table(&[(&run.report, &timings)]));
         if let Some(out) = &self.trace.out {
             println!("wrote {}", out.display());

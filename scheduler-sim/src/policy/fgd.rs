@@ -21,18 +21,27 @@
 //! delta of 0 scores 0.5, one whole GPU more fragmented ~0.33, one less ~0.67; the map is the
 //! same on every node so ranking by score is ranking by `delta`, across heterogeneous nodes.
 //!
+//! Speed: the [`super::Stack`] calls [`Scorer::score_cached`], which memoises `delta` by
+//! what it depends on — the node's free CPU and memory, the *multiset* of its per-device
+//! allocations (the sum over devices and the device choice of [`pick_gpus`] are both blind
+//! to device order, so the allocations are sorted into the key) and the task's shape. A
+//! cluster has few node classes and a trace few task shapes, so almost every delta after the
+//! first few decisions is a lookup. The memo is exact (a hit returns the bits a miss would
+//! compute) and bounded ([`MEMO_MAX`] entries, then cleared), so placements do not change.
+//!
 //! Departures from the paper, for this increment: GPU models are not part of a shape (the
 //! model filter already keeps a task off wrong models), memory is checked beside CPU, and the
 //! shape list is capped for speed.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::resources::{pick_gpus, Node, Task, GPU_MILLI};
 use super::score::Scorer;
 use crate::rng::Rng;
 
 /// A task shape of the target workload.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Shape {
     pub cpu_milli: u64,
     pub memory_mib: u64,
@@ -51,11 +60,91 @@ impl Shape {
     }
 }
 
+/// Nodes with more devices than this are scored without the memo.
+const MEMO_GPUS: usize = 8;
+/// The memo is cleared when it reaches this many entries (about 100 bytes each).
+pub const MEMO_MAX: usize = 1 << 18;
+
+/// What `delta` depends on: free CPU and memory, the sorted per-device allocations, the
+/// task's shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct MemoKey {
+    cpu_free: u64,
+    mem_free: u64,
+    gpus: [u32; MEMO_GPUS],
+    n_gpus: u8,
+    task: Shape,
+}
+
+impl MemoKey {
+    fn new(node: &Node, task: &Task) -> Option<Self> {
+        if node.gpus.len() > MEMO_GPUS {
+            return None;
+        }
+        let mut gpus = [0u32; MEMO_GPUS];
+        gpus[..node.gpus.len()].copy_from_slice(&node.gpus);
+        gpus[..node.gpus.len()].sort_unstable();
+        let free = node.free();
+        Some(Self {
+            cpu_free: free.cpu_milli,
+            mem_free: free.memory_mib,
+            gpus,
+            n_gpus: node.gpus.len() as u8,
+            task: Shape::of(task),
+        })
+    }
+}
+
+/// A small multiply-rotate hasher (the FxHash recipe) for the memo: the keys are plain
+/// integers, SipHash's DoS resistance buys nothing here, and iteration order is never used.
+#[derive(Default)]
+struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for c in bytes.chunks(8) {
+            let mut w = [0u8; 8];
+            w[..c.len()].copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// The FGD score over a target workload.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug)]
 pub struct FragmentationScore {
     /// Shapes with their popularity, summing to 1 (empty: every score is 0.5).
     workload: Vec<(Shape, f64)>,
+    /// `delta` by [`MemoKey`]; see the module documentation.
+    memo: HashMap<MemoKey, f64, BuildHasherDefault<FxHasher>>,
+}
+
+/// Two scorers are equal when their target workloads are (the memo is a cache).
+impl PartialEq for FragmentationScore {
+    fn eq(&self, o: &Self) -> bool {
+        self.workload == o.workload
+    }
 }
 
 impl FragmentationScore {
@@ -70,7 +159,10 @@ impl FragmentationScore {
         } else {
             Vec::new()
         };
-        Self { workload }
+        Self {
+            workload,
+            memo: HashMap::default(),
+        }
     }
 
     /// The target workload as the `max_shapes` most frequent shapes among `tasks` (ties by
@@ -133,6 +225,30 @@ impl FragmentationScore {
         );
         after - before
     }
+
+    /// [`Self::delta`] through the memo.
+    pub fn delta_cached(&mut self, node: &Node, task: &Task) -> f64 {
+        if node.gpus.is_empty() {
+            return 0.0;
+        }
+        let Some(key) = MemoKey::new(node, task) else {
+            return self.delta(node, task);
+        };
+        if let Some(&d) = self.memo.get(&key) {
+            return d;
+        }
+        let d = self.delta(node, task);
+        if self.memo.len() >= MEMO_MAX {
+            self.memo.clear();
+        }
+        self.memo.insert(key, d);
+        d
+    }
+}
+
+/// The score for a fragmentation delta: `1 / (1 + 2^(delta / 1000))`.
+fn score_of(delta: f64) -> f64 {
+    1.0 / (1.0 + (delta / f64::from(GPU_MILLI)).exp2())
 }
 
 fn frag_for_shape(
@@ -172,8 +288,10 @@ impl Scorer for FragmentationScore {
         "fgd"
     }
     fn score(&self, node: &Node, task: &Task, _: &mut Rng) -> f64 {
-        let delta = self.delta(node, task);
-        1.0 / (1.0 + (delta / f64::from(GPU_MILLI)).exp2())
+        score_of(self.delta(node, task))
+    }
+    fn score_cached(&mut self, node: &Node, task: &Task, _: &mut Rng) -> f64 {
+        score_of(self.delta_cached(node, task))
     }
 }
 
@@ -248,6 +366,86 @@ mod tests {
             fgd.score(&Node::new("c", 8000, 8192, 0, None), &t, &mut rng),
             0.5
         );
+    }
+
+    /// The scorer without its memo: only `score`, so the stack's `score_cached` falls back
+    /// to the uncached computation.
+    struct Uncached(FragmentationScore);
+    impl Scorer for Uncached {
+        fn name(&self) -> &'static str {
+            "fgd"
+        }
+        fn score(&self, node: &Node, task: &Task, rng: &mut Rng) -> f64 {
+            self.0.score(node, task, rng)
+        }
+    }
+
+    fn random_task(r: &mut Rng, i: usize) -> Task {
+        let t = Task::new(
+            format!("t{i}"),
+            1000 * (1 + r.below(8) as u64),
+            1024 * (1 + r.below(8) as u64),
+        );
+        match r.below(4) {
+            0 => t,
+            1 => t.with_gpus(1, 100 * (1 + r.below(9) as u32)),
+            2 => t.with_gpus(1, 1000),
+            _ => t.with_gpus(1 + r.below(4) as u32, 1000),
+        }
+    }
+
+    #[test]
+    fn memo_returns_exactly_the_uncached_delta_in_any_device_order() {
+        let mut r = Rng::new(4);
+        let tasks: Vec<Task> = (0..40).map(|i| random_task(&mut r, i)).collect();
+        let mut fgd = FragmentationScore::from_tasks(tasks.iter(), 32);
+        for k in 0..3000 {
+            let mut n = Node::new("n", 16000, 16384, 1 + r.below(8) as u32, None);
+            for d in 0..n.gpus.len() {
+                n.gpus[d] = [0, 0, 300, 500, 900, 1000][r.below(6)];
+            }
+            n.allocated.cpu_milli = 1000 * r.below(16) as u64;
+            n.allocated.memory_mib = 1024 * r.below(16) as u64;
+            let t = &tasks[k % tasks.len()];
+            let want = fgd.delta(&n, t);
+            assert_eq!(fgd.delta_cached(&n, t).to_bits(), want.to_bits());
+            // Same devices in another order: the same (memoised) value, exactly.
+            n.gpus.reverse();
+            assert_eq!(fgd.delta(&n, t).to_bits(), want.to_bits());
+            assert_eq!(fgd.delta_cached(&n, t).to_bits(), want.to_bits());
+        }
+    }
+
+    #[test]
+    fn memoised_stack_places_exactly_like_the_uncached_one() {
+        use crate::policy::filter::default_filters;
+        use crate::policy::Stack;
+        use crate::sim;
+        use crate::trace::TaskSpec;
+        let mut r = Rng::new(9);
+        let nodes: Vec<Node> = (0..30)
+            .map(|i| match i % 3 {
+                0 => Node::new(format!("c{i}"), 32000, 65536, 0, None),
+                1 => Node::new(format!("t{i}"), 16000, 32768, 2, Some("T4")),
+                _ => Node::new(format!("g{i}"), 64000, 131072, 8, Some("G2")),
+            })
+            .collect();
+        let specs: Vec<TaskSpec> = (0..600)
+            .map(|i| TaskSpec {
+                task: random_task(&mut r, i),
+                arrival: i as u64 / 2,
+                duration: Some(20 + r.below(200) as u64),
+            })
+            .collect();
+        let target = FragmentationScore::from_tasks(specs.iter().map(|s| &s.task), 32);
+        let mut memo = Stack::new(default_filters(), 0).with_scorer(1.0, Box::new(target.clone()));
+        let mut plain =
+            Stack::new(default_filters(), 0).with_scorer(1.0, Box::new(Uncached(target)));
+        let a = sim::run(nodes.clone(), &specs, &mut memo);
+        let b = sim::run(nodes, &specs, &mut plain);
+        assert_eq!(a.placements, b.placements);
+        assert_eq!(a.metrics, b.metrics);
+        assert!(a.metrics.placements > 500, "{:?}", a.metrics);
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub trait Scorer: Send + Sync {
     fn name(&self) -> &'static str;
     /// A value in [0, 1] for placing `task` on `node`, which passed every filter.
     fn score(&self, node: &Node, task: &Task, rng: &mut Rng) -> f64;
+    /// What the [`super::Stack`] calls: exactly [`Scorer::score`]'s value, but a scorer may
+    /// keep a private cache here (FGD memoises its fragmentation delta by node state). The
+    /// default just calls `score`.
+    fn score_cached(&mut self, node: &Node, task: &Task, rng: &mut Rng) -> f64 {
+        self.score(node, task, rng)
+    }
 }
 
 /// Per-dimension `(used, capacity)` of `node` if `task` were added, for the dimensions the

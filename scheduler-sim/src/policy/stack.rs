@@ -189,8 +189,11 @@ impl Stack {
             let node = &nodes[i];
             let mut total = 0.0;
             let mut parts = Vec::new();
-            for w in &self.scorers {
-                let s = w.scorer.score(node, task, &mut self.rng).clamp(0.0, 1.0);
+            for w in &mut self.scorers {
+                let s = w
+                    .scorer
+                    .score_cached(node, task, &mut self.rng)
+                    .clamp(0.0, 1.0);
                 total += w.weight * s;
                 if self.explain {
                     parts.push((w.scorer.name(), s));

@@ -1,11 +1,18 @@
 //! Trace loaders: public cluster traces in, [`crate::policy::Node`]s and timed
-//! [`TaskSpec`]s out. Today the Alibaba OpenB format ([`openb`]).
+//! [`TaskSpec`]s out: Alibaba OpenB ([`openb`]), Alibaba 2018 machines ([`alibaba2018`]),
+//! Alibaba 2017 batch tasks ([`alibaba2017`]) and Google 2011 job, task and machine events
+//! ([`google2011`]). Machine tables also give node up/down events ([`cluster`]).
 //!
 //! Bad input never panics. A malformed line is a [`Malformed`] with file and line number; by
 //! default it is skipped and counted (the report shows the count and the first few), and with
 //! [`LoadOptions::strict`] the first one is an error. A missing file or an unknown header is
 //! always an error: nothing in the file could be read meaningfully.
 
+pub mod alibaba2017;
+pub mod alibaba2018;
+pub mod cluster;
+pub mod google2011;
+mod lines;
 pub mod openb;
 
 use std::fmt;
