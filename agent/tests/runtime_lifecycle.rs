@@ -1460,8 +1460,14 @@ fn cli_usage_errors_are_reported() {
         "the first container is untouched"
     );
 
+    // A root inside a directory of its own, so "nothing appeared beside it" is checkable.
+    let outer = tempfile::tempdir().expect("tempdir");
+    let root = outer.path().join("root");
     for bad in ["../x", "a/b", "-x"] {
-        let o = rt.exec(&["create", "--bundle", &b.path_str(), "--", bad]);
+        let mut c = Command::new(MINID);
+        c.arg("runtime").arg("--root").arg(&root);
+        c.args(["create", "--bundle", &b.path_str(), "--", bad]);
+        let o = run_to_files(c);
         assert_eq!(o.code, Some(1), "{bad}: {}", o.describe());
         assert!(
             o.stderr.contains("invalid container id"),
@@ -1469,7 +1475,15 @@ fn cli_usage_errors_are_reported() {
             o.describe()
         );
     }
-    assert!(!rt.root().parent().expect("parent").join("x").exists());
+    let beside: Vec<_> = std::fs::read_dir(outer.path())
+        .expect("readdir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n != "root")
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "nothing created outside the root: {beside:?}"
+    );
 
     let o = rt.exec(&["--systemd-cgroup", "state", &id]);
     assert_eq!(o.code, Some(1));
