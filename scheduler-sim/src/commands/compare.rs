@@ -43,9 +43,9 @@ impl CompareCmd {
                 .collect::<anyhow::Result<Vec<_>>>()
         })?;
         let rows: Vec<_> = results.iter().map(|(r, t)| (&r.report, t)).collect();
-        print!("{}", report::table(&rows));
+        super::say(&report::table(&rows));
         if let Some(o) = out {
-            println!("wrote {}/<policy>/", o.display());
+            super::say(&format!("wrote {}/<policy>/\n", o.display()));
         }
         Ok(())
     }

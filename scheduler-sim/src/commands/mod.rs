@@ -13,7 +13,11 @@ use minisim::policy::{Node, Preset};
 use minisim::report::{self, Inputs, Run, Timings};
 use minisim::sim::{self, NodeFailure, Options};
 use minisim::synth::{self, SynthSpec};
-use minisim::trace::{openb, LoadOptions, Malformed, TaskSpec, TraceFormat};
+use minisim::trace::cluster::NodeEvent;
+use minisim::trace::{
+    alibaba2017, alibaba2018, google2011, openb, LoadOptions, Loaded, Malformed, TaskSpec,
+    TraceFormat,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -47,18 +51,23 @@ impl Command {
 /// synthetic workload (`--synthetic`), and optional failure injection.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Trace format (known: openb).
+    /// Format of the task files (--pods): openb, alibaba2017, google2011-jobs,
+    /// google2011-tasks.
     #[arg(long, required_unless_present = "synthetic", requires_all = ["nodes", "pods"])]
     pub trace: Option<TraceFormat>,
-    /// Node list file.
+    /// Format of the node files (--nodes) when it differs from --trace: openb, alibaba2018,
+    /// google2011-machines. Their up/down events are replayed as node outages.
     #[arg(long, requires = "trace")]
-    pub nodes: Option<PathBuf>,
-    /// Pod (task) list file.
+    pub node_trace: Option<TraceFormat>,
+    /// Node list file(s); repeat for part files (google2011).
     #[arg(long, requires = "trace")]
-    pub pods: Option<PathBuf>,
+    pub nodes: Vec<PathBuf>,
+    /// Task list file(s); repeat for part files (google2011).
+    #[arg(long, requires = "trace")]
+    pub pods: Vec<PathBuf>,
     /// A synthetic workload instead of a trace: nodes=N,tasks=N,seed=N[,duration=S][,load=F]
     /// [,rate=F] (see the synth module for the distributions).
-    #[arg(long, conflicts_with_all = ["trace", "nodes", "pods"])]
+    #[arg(long, conflicts_with_all = ["trace", "node_trace", "nodes", "pods"])]
     pub synthetic: Option<SynthSpec>,
     /// Take a node down: node=NAME,at=SECONDS[,for=SECONDS] (trace time; without `for` it
     /// stays down). Repeatable. Its running tasks are evicted and re-queued.
@@ -83,6 +92,8 @@ pub struct TraceArgs {
 pub struct Workload {
     pub nodes: Vec<Node>,
     pub tasks: Vec<TaskSpec>,
+    /// Node up/down changes from the node trace (alibaba2018, google2011-machines).
+    pub events: Vec<NodeEvent>,
     pub malformed: Vec<Malformed>,
     pub inputs: Inputs,
 }
@@ -187,6 +198,7 @@ impl TraceArgs {
                 duration: f.duration,
             });
         }
+        failures.extend(outages(&w.nodes, &w.events));
         if let Some(r) = &self.fail_rate {
             let start = w.tasks.iter().map(|t| t.arrival).min().unwrap_or(0);
             let end = w
@@ -216,6 +228,7 @@ impl TraceArgs {
             return Ok(Workload {
                 nodes,
                 tasks,
+                events: Vec::new(),
                 malformed: Vec::new(),
                 inputs: Inputs {
                     trace: "synthetic".into(),
@@ -227,17 +240,15 @@ impl TraceArgs {
         let opts = LoadOptions {
             strict: self.strict,
         };
-        let (Some(trace), Some(nodes_path), Some(pods_path)) =
-            (self.trace, self.nodes.as_ref(), self.pods.as_ref())
-        else {
+        let Some(trace) = self.trace else {
             anyhow::bail!("give --trace with --nodes and --pods, or --synthetic");
         };
-        let (nodes, pods) = match trace {
-            TraceFormat::Openb => (
-                openb::load_nodes(nodes_path, opts)?,
-                openb::load_pods(pods_path, opts)?,
-            ),
-        };
+        if self.nodes.is_empty() || self.pods.is_empty() {
+            anyhow::bail!("give --trace with --nodes and --pods, or --synthetic");
+        }
+        let node_trace = self.node_trace.unwrap_or(trace);
+        let (nodes, events) = load_nodes(node_trace, &self.nodes, opts)?;
+        let pods = load_tasks(trace, &self.pods, opts)?;
         for m in nodes
             .malformed
             .iter()
@@ -257,11 +268,16 @@ impl TraceArgs {
         Ok(Workload {
             nodes: nodes.items,
             tasks: pods.items,
+            events,
             malformed,
             inputs: Inputs {
-                trace: trace.to_string(),
-                nodes: nodes_path.display().to_string(),
-                pods: pods_path.display().to_string(),
+                trace: if node_trace == trace {
+                    trace.to_string()
+                } else {
+                    format!("{trace} (nodes: {node_trace})")
+                },
+                nodes: joined(&self.nodes),
+                pods: joined(&self.pods),
             },
         })
     }
@@ -302,6 +318,134 @@ pub fn run_one(
             .with_context(|| format!("writing the {preset} report"))?;
     }
     Ok((run, timings))
+}
+
+/// Writes to stdout. A reader that went away (`minisim ... | head`) ends the program quietly,
+/// as with any command-line tool, instead of the panic `print!` would raise.
+pub fn say(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("minisim: writing to stdout: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn joined(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// One file, or several part files in order.
+fn one(format: TraceFormat, paths: &[PathBuf]) -> anyhow::Result<&PathBuf> {
+    match paths {
+        [p] => Ok(p),
+        _ => anyhow::bail!("{format} takes one file ({} given)", paths.len()),
+    }
+}
+
+/// The cluster: nodes, and the up/down events of traces that record them.
+fn load_nodes(
+    format: TraceFormat,
+    paths: &[PathBuf],
+    opts: LoadOptions,
+) -> anyhow::Result<(Loaded<Node>, Vec<NodeEvent>)> {
+    Ok(match format {
+        TraceFormat::Openb => (openb::load_nodes(one(format, paths)?, opts)?, Vec::new()),
+        TraceFormat::Alibaba2018 => {
+            let c = alibaba2018::load_cluster(one(format, paths)?, opts, Default::default())?;
+            (c.nodes, c.events)
+        }
+        TraceFormat::Google2011Machines => {
+            let rows = google2011::load_many(paths, opts, google2011::load_machine_events)?;
+            let c = google2011::machines_to_cluster(rows, Default::default());
+            (c.nodes, c.events)
+        }
+        other => {
+            anyhow::bail!("{other} lists tasks, not nodes: give the node format with --node-trace")
+        }
+    })
+}
+
+/// The workload.
+fn load_tasks(
+    format: TraceFormat,
+    paths: &[PathBuf],
+    opts: LoadOptions,
+) -> anyhow::Result<Loaded<TaskSpec>> {
+    Ok(match format {
+        TraceFormat::Openb => openb::load_pods(one(format, paths)?, opts)?,
+        TraceFormat::Alibaba2017 => {
+            alibaba2017::load_tasks(one(format, paths)?, opts, Default::default())?
+        }
+        TraceFormat::Google2011Jobs => {
+            let rows = google2011::load_many(paths, opts, google2011::load_job_events)?;
+            Loaded {
+                items: google2011::jobs_to_task_specs(&rows.items, Default::default()).tasks,
+                malformed: rows.malformed,
+            }
+        }
+        TraceFormat::Google2011Tasks => {
+            let rows = google2011::load_many(paths, opts, google2011::load_task_events)?;
+            Loaded {
+                items: google2011::tasks_to_task_specs(&rows.items, Default::default()).tasks,
+                malformed: rows.malformed,
+            }
+        }
+        other => anyhow::bail!("{other} lists nodes, not tasks: use it with --node-trace"),
+    })
+}
+
+/// A node trace's up/down events as outages: a node down at time 0 (or first seen later)
+/// is out until its next up; a later down lasts until the next up, or for good.
+fn outages(nodes: &[Node], events: &[NodeEvent]) -> Vec<NodeFailure> {
+    let index: std::collections::HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.as_str(), i))
+        .collect();
+    let mut down_since: std::collections::HashMap<usize, u64> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| !n.ready)
+        .map(|(i, _)| (i, 0))
+        .collect();
+    let mut out = Vec::new();
+    let mut sorted: Vec<&NodeEvent> = events.iter().collect();
+    sorted.sort_by_key(|e| e.time);
+    for e in sorted {
+        let Some(&i) = index.get(e.node.as_str()) else {
+            continue;
+        };
+        match (e.up, down_since.get(&i).copied()) {
+            (true, Some(since)) => {
+                down_since.remove(&i);
+                out.push(NodeFailure {
+                    node: i,
+                    at: since,
+                    duration: Some(e.time.saturating_sub(since)),
+                });
+            }
+            (false, None) => {
+                down_since.insert(i, e.time);
+            }
+            _ => {}
+        }
+    }
+    let mut rest: Vec<_> = down_since.into_iter().collect();
+    rest.sort_unstable();
+    out.extend(rest.into_iter().map(|(node, at)| NodeFailure {
+        node,
+        at,
+        duration: None,
+    }));
+    out
 }
 
 #[cfg(test)]
@@ -466,6 +610,59 @@ mod tests {
     }
 
     #[test]
+    fn node_events_become_outages() {
+        let mut b = Node::new("b", 1000, 1024, 0, None);
+        b.ready = false; // first seen later: down from 0 until its up event
+        let nodes = vec![
+            Node::new("a", 1000, 1024, 0, None),
+            b,
+            Node::new("c", 1, 1, 0, None),
+        ];
+        let ev = |time, node: &str, up| NodeEvent {
+            time,
+            node: node.into(),
+            up,
+        };
+        let events = vec![
+            ev(50, "b", true),
+            ev(100, "a", false),
+            ev(130, "a", true),
+            ev(200, "c", false),
+            ev(300, "nobody", false),
+        ];
+        let got: Vec<(usize, u64, Option<u64>)> = outages(&nodes, &events)
+            .into_iter()
+            .map(|f| (f.node, f.at, f.duration))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, 0, Some(50)), (0, 100, Some(30)), (2, 200, None)]
+        );
+    }
+
+    #[test]
+    fn task_only_and_node_only_formats_are_refused_on_the_wrong_side() {
+        let opts = LoadOptions { strict: false };
+        let p = vec![PathBuf::from("/nonexistent")];
+        let e = load_nodes(TraceFormat::Alibaba2017, &p, opts)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("lists tasks, not nodes")),
+            "{e:?}"
+        );
+        let e = load_tasks(TraceFormat::Alibaba2018, &p, opts)
+            .err()
+            .map(|e| e.to_string());
+        assert!(
+            e.as_deref()
+                .is_some_and(|e| e.contains("lists nodes, not tasks")),
+            "{e:?}"
+        );
+    }
+
+    #[test]
     fn unknown_names_are_clear_errors() {
         let e = Cli::try_parse_from([
             "minisim", "run", "--trace", "openb", "--nodes", "n", "--pods", "p", "--policy", "best",
@@ -498,7 +695,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("unknown trace format \"borg\" (known: openb)"),
+            e.contains("unknown trace format \"borg\" (known: openb, alibaba2018, alibaba2017"),
             "{e}"
         );
         assert!(Cli::try_parse_from([

@@ -45,10 +45,10 @@ impl RunCmd {
                 &w.malformed,
                 &o,
             );
-            print!("{}", report::fill_table(&r));
+            super::say(&report::fill_table(&r));
             if let Some(out) = &self.trace.out {
                 report::write_fill(out, &r).context("writing the fill report")?;
-                println!("wrote {}", out.display());
+                super::say(&format!("wrote {}\n", out.display()));
             }
             return Ok(());
         }
@@ -60,9 +60,9 @@ impl RunCmd {
             opts,
             self.trace.out.as_ref(),
         )?;
-        print!("{}", report::table(&[(&run.report, &timings)]));
+        super::say(&report::table(&[(&run.report, &timings)]));
         if let Some(out) = &self.trace.out {
-            println!("wrote {}", out.display());
+            super::say(&format!("wrote {}\n", out.display()));
         }
         Ok(())
     }

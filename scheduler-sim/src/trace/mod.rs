@@ -84,14 +84,54 @@ pub enum TraceError {
 pub enum TraceFormat {
     /// Alibaba cluster-trace-gpu-v2023 ("OpenB"): node list + pod list CSVs.
     Openb,
+    /// Alibaba cluster-trace-v2018 `machine_meta` (nodes and their up/down events).
+    Alibaba2018,
+    /// Alibaba cluster-trace-v2017 `batch_task` (tasks).
+    Alibaba2017,
+    /// Google clusterdata-2011 `job_events` (jobs, with a default size each).
+    Google2011Jobs,
+    /// Google clusterdata-2011 `task_events` (tasks).
+    Google2011Tasks,
+    /// Google clusterdata-2011 `machine_events` (nodes and their up/down events).
+    Google2011Machines,
 }
 
 impl TraceFormat {
-    pub const ALL: [TraceFormat; 1] = [TraceFormat::Openb];
+    pub const ALL: [TraceFormat; 6] = [
+        TraceFormat::Openb,
+        TraceFormat::Alibaba2018,
+        TraceFormat::Alibaba2017,
+        TraceFormat::Google2011Jobs,
+        TraceFormat::Google2011Tasks,
+        TraceFormat::Google2011Machines,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             TraceFormat::Openb => "openb",
+            TraceFormat::Alibaba2018 => "alibaba2018",
+            TraceFormat::Alibaba2017 => "alibaba2017",
+            TraceFormat::Google2011Jobs => "google2011-jobs",
+            TraceFormat::Google2011Tasks => "google2011-tasks",
+            TraceFormat::Google2011Machines => "google2011-machines",
         }
+    }
+
+    /// Whether files of this format list nodes (a cluster) or tasks (a workload).
+    pub fn has_nodes(self) -> bool {
+        matches!(
+            self,
+            TraceFormat::Openb | TraceFormat::Alibaba2018 | TraceFormat::Google2011Machines
+        )
+    }
+
+    pub fn has_tasks(self) -> bool {
+        matches!(
+            self,
+            TraceFormat::Openb
+                | TraceFormat::Alibaba2017
+                | TraceFormat::Google2011Jobs
+                | TraceFormat::Google2011Tasks
+        )
     }
 }
 
