@@ -470,3 +470,43 @@ fn hostile_rootfs_import_leaves_no_partial_image() {
         .collect();
     assert!(ids.is_empty(), "no snapshot directory left behind");
 }
+
+#[test]
+fn a_gzip_bomb_in_a_pax_header_is_refused_without_reading_it() {
+    if !need_root() {
+        return;
+    }
+    // A PAX record claiming 16 GiB of zeros compresses to a few kB; the tar reader would
+    // hold it all in memory. The import must refuse it and leave nothing behind.
+    let mut h = tar::Header::new_ustar();
+    h.set_path("pax").expect("path");
+    h.set_entry_type(tar::EntryType::XHeader);
+    h.set_size(16 << 30);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let path = tmp.path().join("bomb.tar.gz");
+    {
+        let f = fs::File::create(&path).expect("create");
+        let mut gz = flate2::write::GzEncoder::new(f, flate2::Compression::fast());
+        use std::io::Write;
+        gz.write_all(h.as_bytes()).expect("header");
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            gz.write_all(&zeros).expect("zeros");
+        }
+        gz.finish().expect("finish");
+    }
+    assert!(
+        fs::metadata(&path).expect("stat").len() < 1 << 20,
+        "a small file"
+    );
+    let store = ImageStore::open(&tmp.path().join("store")).expect("store");
+    let err = store
+        .import(&path, ImportFormat::RootfsTar, Some("bomb"))
+        .expect_err("must fail");
+    assert!(err.to_string().contains("exceeds"), "{err}");
+    assert!(store.list().expect("list").is_empty());
+    use minid::engine::snapshot::Snapshotter;
+    assert!(store.snapshotter().list().expect("snapshots").is_empty());
+}

@@ -22,6 +22,7 @@ pub mod content;
 pub mod import;
 pub mod reference;
 pub mod store;
+pub mod targuard;
 pub mod unpack;
 
 use std::path::PathBuf;

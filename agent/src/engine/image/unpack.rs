@@ -675,7 +675,7 @@ pub fn apply_layer<R: Read>(reader: R, dest: &Path) -> Result<LayerStats, ImageE
         root_user: is_root(),
     };
     let r = decompressed(reader).map_err(|e| ImageError::InvalidArchive(format!("layer: {e}")))?;
-    let mut archive = tar::Archive::new(HashingReader::new(r));
+    let mut archive = tar::Archive::new(super::targuard::TarGuard::new(HashingReader::new(r)));
     let entries = archive
         .entries()
         .map_err(|e| ImageError::InvalidArchive(format!("layer: {e}")))?;
@@ -690,6 +690,7 @@ pub fn apply_layer<R: Read>(reader: R, dest: &Path) -> Result<LayerStats, ImageE
     }
     applier.finish_dirs()?;
     archive
+        .into_inner()
         .into_inner()
         .finish()
         .map_err(|e| ImageError::InvalidArchive(format!("failed to read layer: {e}")))
