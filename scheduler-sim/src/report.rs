@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::policy::{Node, Preset};
+use crate::policy::{ExternalError, Node, Policy};
 use crate::sim::fill::{self, Basis, FillOptions, FillRow};
 use crate::sim::{self, Metrics, Options, Sample};
 use crate::trace::{Malformed, TaskSpec};
@@ -30,6 +30,9 @@ pub struct Inputs {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Report {
     pub policy: String,
+    /// For `exec:` policies, the program as given (absent for presets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
     pub seed: u64,
     pub inputs: Inputs,
     pub filters: Vec<&'static str>,
@@ -54,25 +57,31 @@ pub struct Timings {
 pub struct Run {
     pub report: Report,
     pub series: Vec<Sample>,
+    /// Per task, the node index of its first placement (see [`placements_csv`]).
+    pub placements: Vec<Option<usize>>,
 }
 
-/// Replays `tasks` on `nodes` under `preset` (FGD's target workload is `tasks` itself), with
-/// the failures in `opts`.
+/// Replays `tasks` on `nodes` under `policy` (FGD's target workload is `tasks` itself), with
+/// the failures in `opts`. Fails only when an external policy program fails.
 pub fn replay(
     nodes: &[Node],
     tasks: &[TaskSpec],
-    preset: Preset,
+    policy: &Policy,
     seed: u64,
     inputs: Inputs,
     malformed: &[Malformed],
     opts: Options,
-) -> Run {
-    let mut stack = preset.build(seed, tasks.iter().map(|t| &t.task));
+) -> Result<Run, ExternalError> {
+    let mut stack = policy.build(seed, tasks.iter().map(|t| &t.task))?;
     let (filters, scorers, sample) = stack.describe();
     let outcome = sim::run_with(nodes.to_vec(), tasks, &mut stack, opts);
-    Run {
+    if let Some(e) = stack.error() {
+        return Err(e.clone());
+    }
+    Ok(Run {
         report: Report {
-            policy: preset.name().to_string(),
+            policy: policy.name().to_string(),
+            program: program(policy),
             seed,
             inputs,
             filters,
@@ -87,6 +96,14 @@ pub fn replay(
             metrics: outcome.metrics,
         },
         series: outcome.series,
+        placements: outcome.placements,
+    })
+}
+
+fn program(policy: &Policy) -> Option<String> {
+    match policy {
+        Policy::Exec(e) => Some(e.program.clone()),
+        Policy::Preset(_) => None,
     }
 }
 
@@ -94,6 +111,9 @@ pub fn replay(
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FillReport {
     pub policy: String,
+    /// For `exec:` policies, the program as given (absent for presets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
     pub seed: u64,
     pub inputs: Inputs,
     pub max_consecutive_failures: usize,
@@ -104,20 +124,25 @@ pub struct FillReport {
     pub rows: Vec<FillRow>,
 }
 
-/// Fills `nodes` with draws from the mix of `tasks` under `preset`.
+/// Fills `nodes` with draws from the mix of `tasks` under `policy`. Fails only when an
+/// external policy program fails.
 pub fn fill_run(
     nodes: &[Node],
     tasks: &[TaskSpec],
-    preset: Preset,
+    policy: &Policy,
     inputs: Inputs,
     malformed: &[Malformed],
     o: &FillOptions,
-) -> FillReport {
+) -> Result<FillReport, ExternalError> {
     let mix: Vec<_> = tasks.iter().map(|t| t.task.clone()).collect();
-    let mut stack = preset.build(o.seed, mix.iter());
+    let mut stack = policy.build(o.seed, mix.iter())?;
     let out = fill::fill(nodes.to_vec(), &mix, &mut stack, o);
-    FillReport {
-        policy: preset.name().to_string(),
+    if let Some(e) = stack.error() {
+        return Err(e.clone());
+    }
+    Ok(FillReport {
+        policy: policy.name().to_string(),
+        program: program(policy),
         seed: o.seed,
         inputs,
         max_consecutive_failures: o.max_consecutive_failures,
@@ -125,7 +150,7 @@ pub fn fill_run(
         basis: out.basis,
         malformed_lines: malformed.len(),
         rows: out.rows,
-    }
+    })
 }
 
 /// Writes `fill.json` and `fill.csv` into `dir` (created if needed).
@@ -221,6 +246,26 @@ pub fn write_run(dir: &Path, run: &Run, timings: &Timings) -> Result<(), ReportE
     let p = dir.join("timings.json");
     write(p.clone(), &json(&p, timings)?)?;
     Ok(())
+}
+
+/// Per task in trace order, the node of its first placement (empty when never placed), as
+/// CSV with the header `task,node`.
+pub fn placements_csv(tasks: &[TaskSpec], nodes: &[Node], placements: &[Option<usize>]) -> String {
+    let mut s = String::from("task,node\n");
+    for (t, p) in tasks.iter().zip(placements) {
+        let node = p.and_then(|n| nodes.get(n)).map_or("", |n| n.name.as_str());
+        let _ = writeln!(s, "{},{node}", t.task.name);
+    }
+    s
+}
+
+/// Writes `placements.csv` (see [`placements_csv`]) into `dir` (created if needed).
+pub fn write_placements(dir: &Path, csv: &str) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    write(dir.join("placements.csv"), csv.as_bytes())
 }
 
 /// The time series as CSV with a header; ratios with six decimals.
@@ -338,12 +383,13 @@ mod tests {
         replay(
             &nodes,
             &tasks,
-            Preset::Binpack,
+            &crate::policy::Preset::Binpack.into(),
             3,
             inputs,
             &[],
             Options::default(),
         )
+        .unwrap()
     }
 
     #[test]

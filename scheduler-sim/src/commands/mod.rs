@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use minisim::policy::{Node, Preset};
+use minisim::policy::{Node, Policy};
 use minisim::report::{self, Inputs, Run, Timings};
 use minisim::sim::{self, NodeFailure, Options};
 use minisim::synth::{self, SynthSpec};
@@ -86,6 +86,20 @@ pub struct TraceArgs {
     /// Fail on the first malformed trace line instead of skipping it.
     #[arg(long)]
     pub strict: bool,
+    /// Also write placements.csv into --out: per task, the node it was first placed on.
+    #[arg(long, requires = "out")]
+    pub placements: bool,
+    /// For exec:PROGRAM policies: seconds the program may take to answer one decision
+    /// (decimals allowed) before the run fails.
+    #[arg(long, default_value = "10", value_parser = parse_timeout)]
+    pub exec_timeout: std::time::Duration,
+}
+
+fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 && x <= 1e9 => Ok(std::time::Duration::from_secs_f64(x)),
+        _ => Err(format!("{s:?} is not a number of seconds > 0")),
+    }
 }
 
 /// A loaded workload.
@@ -283,28 +297,29 @@ impl TraceArgs {
     }
 }
 
-/// Replays `w` under `preset`, timing it, and writes the files into `out` when given.
+/// Replays `w` under `policy`, timing it, and writes the files into `out` when given.
 pub fn run_one(
     w: &Workload,
-    preset: Preset,
+    policy: &Policy,
     seed: u64,
     opts: Options,
     out: Option<&PathBuf>,
+    placements: bool,
 ) -> anyhow::Result<(Run, Timings)> {
     let start = Instant::now();
     let run = report::replay(
         &w.nodes,
         &w.tasks,
-        preset,
+        policy,
         seed,
         w.inputs.clone(),
         &w.malformed,
         opts,
-    );
+    )?;
     let wall = start.elapsed().as_secs_f64();
     let decisions = run.report.metrics.decisions;
     let timings = Timings {
-        policy: preset.name().to_string(),
+        policy: policy.name().to_string(),
         wall_seconds: wall,
         decisions,
         decisions_per_second: if wall > 0.0 {
@@ -315,7 +330,12 @@ pub fn run_one(
     };
     if let Some(dir) = out {
         report::write_run(dir, &run, &timings)
-            .with_context(|| format!("writing the {preset} report"))?;
+            .with_context(|| format!("writing the {} report", policy.name()))?;
+        if placements {
+            let csv = report::placements_csv(&w.tasks, &w.nodes, &run.placements);
+            report::write_placements(dir, &csv)
+                .with_context(|| format!("writing the {} placements", policy.name()))?;
+        }
     }
     Ok((run, timings))
 }
@@ -452,6 +472,56 @@ fn outages(nodes: &[Node], events: &[NodeEvent]) -> Vec<NodeFailure> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+    use minisim::policy::Preset;
+
+    #[test]
+    fn exec_policies_and_timeouts_parse() {
+        let cli = Cli::try_parse_from([
+            "minisim",
+            "compare",
+            "--policies",
+            "binpack,exec:./p.py --k 3",
+            "--synthetic",
+            "nodes=5",
+            "--exec-timeout",
+            "0.5",
+        ])
+        .unwrap();
+        let Command::Compare(c) = cli.command else {
+            panic!("not compare")
+        };
+        assert_eq!(c.policies[1].name(), "p.py");
+        assert_eq!(c.trace.exec_timeout, std::time::Duration::from_millis(500));
+        let cli = Cli::try_parse_from([
+            "minisim",
+            "run",
+            "--synthetic",
+            "nodes=5",
+            "--policy",
+            "fgd",
+        ])
+        .unwrap();
+        let Command::Run(r) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(r.trace.exec_timeout, std::time::Duration::from_secs(10));
+        for bad in ["0", "-1", "x", "inf"] {
+            assert!(
+                Cli::try_parse_from([
+                    "minisim",
+                    "run",
+                    "--synthetic",
+                    "nodes=5",
+                    "--policy",
+                    "fgd",
+                    "--exec-timeout",
+                    bad
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
+    }
 
     #[test]
     fn cli_is_well_formed() {
@@ -468,7 +538,7 @@ mod tests {
         let Command::Run(r) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(r.policy, Preset::Binpack);
+        assert_eq!(r.policy, Policy::Preset(Preset::Binpack));
         assert_eq!((r.trace.seed, r.trace.strict), (7, true));
         assert_eq!(r.trace.out, Some(PathBuf::from("o")));
     }
@@ -605,7 +675,10 @@ mod tests {
         let Command::Compare(c) = cli.command else {
             panic!("not compare")
         };
-        assert_eq!(c.policies, [Preset::FirstFit, Preset::Fgd, Preset::P2c]);
+        assert_eq!(
+            c.policies,
+            [Preset::FirstFit, Preset::Fgd, Preset::P2c].map(Policy::Preset)
+        );
         assert_eq!((c.trace.seed, c.trace.out), (0, None));
     }
 

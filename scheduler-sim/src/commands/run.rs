@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 use clap::Args;
-use minisim::policy::Preset;
+use minisim::policy::Policy;
 use minisim::report;
 use minisim::sim::fill::FillOptions;
 
@@ -10,9 +10,11 @@ use super::{run_one, TraceArgs};
 
 #[derive(Debug, Args)]
 pub struct RunCmd {
-    /// Placement policy: first-fit, binpack, spread, balanced, dot-product, fgd, random, p2c.
+    /// Placement policy: first-fit, binpack, spread, balanced, dot-product, fgd, random, p2c,
+    /// or exec:PROGRAM (an external program speaking the line protocol of
+    /// examples/policies/README.md; PROGRAM is split on whitespace, no shell).
     #[arg(long)]
-    pub policy: Preset,
+    pub policy: Policy,
     #[command(flatten)]
     pub trace: TraceArgs,
     /// Fill mode: draw tasks (seeded) from the workload's mix, no departures, until the
@@ -30,6 +32,7 @@ pub struct RunCmd {
 impl RunCmd {
     pub fn run(self) -> anyhow::Result<()> {
         let w = self.trace.load()?;
+        let policy = self.policy.clone().with_timeout(self.trace.exec_timeout);
         if self.fill {
             let o = FillOptions {
                 seed: self.trace.seed,
@@ -40,11 +43,11 @@ impl RunCmd {
             let r = report::fill_run(
                 &w.nodes,
                 &w.tasks,
-                self.policy,
+                &policy,
                 w.inputs.clone(),
                 &w.malformed,
                 &o,
-            );
+            )?;
             super::say(&report::fill_table(&r));
             if let Some(out) = &self.trace.out {
                 report::write_fill(out, &r).context("writing the fill report")?;
@@ -55,10 +58,11 @@ impl RunCmd {
         let opts = self.trace.options(&w)?;
         let (run, timings) = run_one(
             &w,
-            self.policy,
+            &policy,
             self.trace.seed,
             opts,
             self.trace.out.as_ref(),
+            self.trace.placements,
         )?;
         super::say(&report::table(&[(&run.report, &timings)]));
         if let Some(out) = &self.trace.out {

@@ -4,8 +4,12 @@
 //! [`resources`] holds the state (nodes, tasks, resource vectors), [`constraint`] the label
 //! constraints, [`filter`] the hard constraints, [`score`] and [`fgd`] the soft preferences,
 //! [`stack`] combines them into a [`Decision`], and [`preset`] names the classic stacks.
+//!
+//! The exception to purity is [`external`]: `exec:PROGRAM` policies, a line protocol to a
+//! separate process (with per-decision timeouts), used through [`Stack::with_chooser`].
 
 pub mod constraint;
+pub mod external;
 pub mod fgd;
 pub mod filter;
 pub mod preset;
@@ -14,8 +18,9 @@ pub mod score;
 pub mod stack;
 
 pub use constraint::{Constraint, Op};
+pub use external::{ExecSpec, ExternalError, ExternalPolicy};
 pub use filter::{Filter, Reason};
-pub use preset::{Preset, UnknownPolicy};
+pub use preset::{Policy, PolicyParseError, Preset, UnknownPolicy};
 pub use resources::{Allocation, Node, Resources, Task, GPU_MILLI};
 pub use score::Scorer;
-pub use stack::{Decision, NodeExplanation, Stack, Verdict};
+pub use stack::{Chooser, Decision, NodeExplanation, Stack, Verdict};

@@ -6,9 +6,15 @@
 //! With no scorers the stack is first-fit: the lowest-indexed feasible node wins and, when no
 //! explanation is asked for, filtering stops there. Ties in the weighted score go to the
 //! lowest node index, so a decision depends only on the nodes, the task and the seed.
+//!
+//! A [`Chooser`] (an external policy program, [`super::external`]) replaces scoring and
+//! sampling: the filters still run, and the chooser picks among the feasible nodes. A chooser
+//! that fails leaves the stack [`Stack::failed`]: every later decision places nothing without
+//! asking, and the caller stops and reports [`Stack::error`].
 
 use serde::Serialize;
 
+use super::external::ExternalError;
 use super::filter::Filter;
 use super::resources::{Node, Task};
 use super::score::Scorer;
@@ -60,11 +66,27 @@ pub struct Weighted {
     pub scorer: Box<dyn Scorer>,
 }
 
-/// Filters, weighted scorers and an optional sample size.
+/// Picks one node among the feasible ones, in place of the scorers: an external policy.
+pub trait Chooser: Send {
+    /// For reports.
+    fn name(&self) -> &str;
+    /// A node of `feasible` (sorted indices into `nodes`, never empty), or `None` to place
+    /// nothing. Answers outside `feasible` must be errors.
+    fn choose(
+        &mut self,
+        nodes: &[Node],
+        task: &Task,
+        feasible: &[usize],
+    ) -> Result<Option<usize>, ExternalError>;
+}
+
+/// Filters, weighted scorers and an optional sample size, or filters and a [`Chooser`].
 pub struct Stack {
     filters: Vec<Box<dyn Filter>>,
     scorers: Vec<Weighted>,
     sample: Option<usize>,
+    chooser: Option<Box<dyn Chooser>>,
+    error: Option<ExternalError>,
     rng: Rng,
     explain: bool,
     feasible_buf: Vec<usize>,
@@ -77,6 +99,8 @@ impl Stack {
             filters,
             scorers: Vec::new(),
             sample: None,
+            chooser: None,
+            error: None,
             rng: Rng::new(seed),
             explain: false,
             feasible_buf: Vec::new(),
@@ -95,6 +119,27 @@ impl Stack {
     pub fn with_sample(mut self, k: usize) -> Self {
         self.sample = Some(k.max(1));
         self
+    }
+
+    /// Lets `chooser` pick among the feasible nodes; scorers and sampling are then unused.
+    pub fn with_chooser(mut self, chooser: Box<dyn Chooser>) -> Self {
+        self.chooser = Some(chooser);
+        self
+    }
+
+    /// The chooser's name, when the stack has one.
+    pub fn chooser_name(&self) -> Option<&str> {
+        self.chooser.as_deref().map(Chooser::name)
+    }
+
+    /// Whether the chooser has failed; the run should stop and report [`Self::error`].
+    pub fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// The chooser's failure, if any.
+    pub fn error(&self) -> Option<&ExternalError> {
+        self.error.as_ref()
     }
 
     /// Records a per-node explanation in every decision (slower: it formats text).
@@ -134,9 +179,12 @@ impl Stack {
     /// Chooses a node for `task`. Does not change the nodes; the caller allocates.
     pub fn place(&mut self, nodes: &[Node], task: &Task) -> Decision {
         let mut d = Decision::default();
+        if self.error.is_some() {
+            return d;
+        }
         let mut feasible = std::mem::take(&mut self.feasible_buf);
         feasible.clear();
-        let first_fit = self.scorers.is_empty() && self.sample.is_none();
+        let first_fit = self.scorers.is_empty() && self.sample.is_none() && self.chooser.is_none();
         for (i, node) in nodes.iter().enumerate() {
             match self.reject(node, task) {
                 Some((filter, reason)) => {
@@ -169,6 +217,16 @@ impl Stack {
         d.feasible = feasible.len();
         if first_fit {
             d.node = feasible.first().copied();
+            self.feasible_buf = feasible;
+            return d;
+        }
+        if let Some(c) = &mut self.chooser {
+            if !feasible.is_empty() {
+                match c.choose(nodes, task, &feasible) {
+                    Ok(n) => d.node = n.filter(|n| feasible.binary_search(n).is_ok()),
+                    Err(e) => self.error = Some(e),
+                }
+            }
             self.feasible_buf = feasible;
             return d;
         }
@@ -335,5 +393,50 @@ mod tests {
             picks.iter().any(|p| *p == Some(1) || *p == Some(2)),
             "{picks:?}"
         );
+    }
+
+    /// A stand-in for an external program: records what it was offered, answers from a list.
+    struct Scripted {
+        answers: Vec<Result<Option<usize>, ExternalError>>,
+        offered: std::sync::Arc<std::sync::Mutex<Vec<Vec<usize>>>>,
+    }
+
+    impl Chooser for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn choose(
+            &mut self,
+            _: &[Node],
+            _: &Task,
+            feasible: &[usize],
+        ) -> Result<Option<usize>, ExternalError> {
+            self.offered.lock().unwrap().push(feasible.to_vec());
+            self.answers.remove(0)
+        }
+    }
+
+    #[test]
+    fn a_chooser_picks_among_filtered_nodes_and_a_failure_sticks() {
+        let offered = std::sync::Arc::default();
+        let mut s = Stack::new(default_filters(), 0)
+            .with_scorer(1.0, Box::new(LeastAllocated))
+            .with_chooser(Box::new(Scripted {
+                answers: vec![Ok(Some(4)), Ok(None), Err(ExternalError::EmptyProgram)],
+                offered: std::sync::Arc::clone(&offered),
+            }));
+        assert_eq!(s.chooser_name(), Some("scripted"));
+        let t = Task::new("t", 2000, 1024);
+        let d = s.place(&nodes(), &t);
+        assert_eq!((d.node, d.feasible, d.score), (Some(4), 3, None));
+        assert_eq!(s.place(&nodes(), &t).node, None);
+        // No feasible node: the chooser is not asked.
+        assert_eq!(s.place(&nodes(), &Task::new("big", 9000, 1)).node, None);
+        assert!(!s.failed());
+        assert_eq!(s.place(&nodes(), &t).node, None);
+        assert_eq!(s.error(), Some(&ExternalError::EmptyProgram));
+        // After a failure nothing is placed and the chooser is not asked again.
+        assert_eq!(s.place(&nodes(), &t).node, None);
+        assert_eq!(*offered.lock().unwrap(), vec![vec![2, 3, 4]; 3]);
     }
 }

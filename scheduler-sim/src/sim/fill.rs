@@ -130,6 +130,7 @@ pub fn fill(mut nodes: Vec<Node>, mix: &[Task], stack: &mut Stack, o: &FillOptio
         && !nodes.is_empty()
         && in_a_row < o.max_consecutive_failures
         && draws.len() < o.max_tasks
+        && !stack.failed()
     {
         let k = rng.below(mix.len());
         let task = &mix[k];

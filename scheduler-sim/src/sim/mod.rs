@@ -418,6 +418,10 @@ pub fn run_with(nodes: Vec<Node>, tasks: &[TaskSpec], stack: &mut Stack, opts: O
     let mut series = Vec::new();
 
     while let Some(&Reverse((now, _, _))) = r.events.peek() {
+        // A failed external policy ends the replay; the caller reports its error.
+        if stack.failed() {
+            break;
+        }
         let mut freed = false;
         while let Some(&Reverse((t, kind, i))) = r.events.peek() {
             if t != now {
