@@ -50,9 +50,10 @@ pub struct V1Cgroup {
     path: CgroupPath,
     /// controller → its hierarchy's mount directory under the root.
     hierarchies: BTreeMap<String, PathBuf>,
-    /// controller → (device, inode) of its hierarchy's root, found once: co-mounted
+    /// controller → (device, inode) of its hierarchy's root, found on first use (only the
+    /// verbs that walk every hierarchy need it; a status check does not): co-mounted
     /// controllers (`cpu` and `cpuacct` linked to `cpu,cpuacct`) share one.
-    identity: BTreeMap<String, (u64, u64)>,
+    identity: std::sync::OnceLock<BTreeMap<String, (u64, u64)>>,
 }
 
 impl V1Cgroup {
@@ -63,23 +64,10 @@ impl V1Cgroup {
             *p = super::normalize(p);
         }
         let hierarchies = find_hierarchies(root);
-        let identity = hierarchies
-            .iter()
-            .filter_map(|(c, h)| {
-                let m = std::fs::metadata(h).ok()?;
-                Some((
-                    c.clone(),
-                    (
-                        std::os::unix::fs::MetadataExt::dev(&m),
-                        std::os::unix::fs::MetadataExt::ino(&m),
-                    ),
-                ))
-            })
-            .collect();
         V1Cgroup {
             path,
             hierarchies,
-            identity,
+            identity: std::sync::OnceLock::new(),
         }
     }
 
@@ -112,12 +100,30 @@ impl V1Cgroup {
         }
     }
 
+    fn identity(&self) -> &BTreeMap<String, (u64, u64)> {
+        self.identity.get_or_init(|| {
+            self.hierarchies
+                .iter()
+                .filter_map(|(c, h)| {
+                    let m = std::fs::metadata(h).ok()?;
+                    Some((
+                        c.clone(),
+                        (
+                            std::os::unix::fs::MetadataExt::dev(&m),
+                            std::os::unix::fs::MetadataExt::ino(&m),
+                        ),
+                    ))
+                })
+                .collect()
+        })
+    }
+
     /// Every distinct (controller, cgroup directory, hierarchy root) this cgroup spans.
     fn all_dirs(&self) -> Vec<(&str, PathBuf, &Path)> {
         let mut seen = Vec::new();
         let mut out = Vec::new();
         for (c, h) in &self.hierarchies {
-            let id = self.identity.get(c).copied();
+            let id = self.identity().get(c).copied();
             let rel = self.path.for_controller(c).to_string();
             if id.is_some() && seen.contains(&(id, rel.clone())) {
                 continue;

@@ -79,7 +79,7 @@ pub enum Ready {
 
 /// Validates, records, and spawns the shim; returns the init's pid.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
-    let (spec, _, _lock) = prepare(rt, id, &opts.bundle)?;
+    let (spec, _lock) = prepare(rt, id, &opts.bundle)?;
     let dir = rt.dir(id);
     let res = (|| {
         let fifo = dir.join(FIFO_FILE);
@@ -144,7 +144,7 @@ pub fn abort(rt: &Runtime, id: &str, err: EngineError) -> EngineError {
 }
 
 /// Loads and validates the spec, creates the container directory and the initial record.
-pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf, super::Lock)> {
+pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, super::Lock)> {
     validate_id(id)?;
     let bundle =
         std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
@@ -213,7 +213,7 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, PathBuf, 
         let _ = std::fs::remove_dir_all(&dir);
         return Err(e);
     }
-    Ok((spec, bundle, lock))
+    Ok((spec, lock))
 }
 
 /// runc's model: we are the init's parent only until we exit.
