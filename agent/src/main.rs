@@ -1,7 +1,7 @@
 //! The `minid` binary: argument parsing and dispatch only.
 //!
 //! `minid runtime ...` is the OCI runtime CLI, `minid image ...` the image store, and
-//! `minid shim` the per-container monitor that `create` starts. Invoked through a link named
+//! `minid shim` the per-container monitor that `create` starts, `minid serve` the gRPC agent. Invoked through a link named
 //! `minid-runtime`, the binary is the runtime CLI itself (so it can be given to podman
 //! `--runtime` or containerd as a runc replacement).
 
@@ -43,6 +43,8 @@ enum Command {
         #[command(subcommand)]
         command: minid::cli::image::ImageCommand,
     },
+    /// Serve the node's gRPC API (ContainerService, ImageService, NodeService) over mutual TLS
+    Serve(minid::server::ServeArgs),
     /// Per-container monitor (started by `runtime create`; not for direct use)
     #[command(hide = true)]
     Shim(minid::shim::ShimArgs),
@@ -50,16 +52,25 @@ enum Command {
 
 /// Warnings from the engine (`tracing::warn!`) go to stderr, one line each; the runtime CLI's
 /// stdout stays machine-readable (`state`, `list --format json`).
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt()
+fn init_logging(serve: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(if serve {
+            "info,h2=warn,tower=warn"
+        } else {
+            "warn"
+        })
+    });
+    let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    // The agent's log is a service log (timestamps); the CLIs print plain lines.
+    let _ = if serve {
+        b.try_init()
+    } else {
+        b.without_time().try_init()
+    };
 }
 
 fn main() {
@@ -71,17 +82,18 @@ fn main() {
         let args: Vec<String> = std::env::args().skip(2).collect();
         std::process::exit(minid::shim::lean_main(&args));
     }
-    init_logging();
     let argv0 = std::env::args_os()
         .next()
         .map(PathBuf::from)
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     if argv0 == "minid-runtime" {
+        init_logging(false);
         let cli = RuntimeCli::parse();
         std::process::exit(minid::runtime::main_as(cli, true));
     }
     let cli = Cli::parse();
+    init_logging(matches!(cli.command, Command::Serve(_)));
     let code = match cli.command {
         Command::Runtime { args } => {
             let mut full = vec!["minid runtime".to_string()];
@@ -97,6 +109,13 @@ fn main() {
             }
         },
         Command::Shim(args) => minid::shim::main(args),
+        Command::Serve(args) => match minid::server::run(cli.state_dir, args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("minid serve: {e:#}");
+                1
+            }
+        },
     };
     std::process::exit(code);
 }

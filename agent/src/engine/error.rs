@@ -65,6 +65,21 @@ pub enum EngineError {
     Image(#[from] crate::engine::image::ImageError),
     #[error(transparent)]
     Snapshot(#[from] crate::engine::snapshot::SnapshotError),
+    /// Something the caller named does not exist ("image \"x\" not found on node n1").
+    #[error("{0}")]
+    Missing(String),
+    /// A request that asks for what the node cannot give (admission control).
+    #[error("{0}")]
+    Exhausted(String),
+    /// Bad input from a caller, said in the caller's terms.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A name or resource already taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is valid but the state forbids it ("image is used by container web").
+    #[error("{0}")]
+    Precondition(String),
     #[error("{0}")]
     Other(String),
 }
@@ -88,6 +103,11 @@ impl EngineError {
             Exec { code, .. } if *code == 127 => ErrorKind::NotFound,
             Exec { .. } => ErrorKind::PermissionDenied,
             Init(_) | Hook { .. } | Other(_) => ErrorKind::Internal,
+            Exhausted(_) => ErrorKind::ResourceExhausted,
+            Missing(_) => ErrorKind::NotFound,
+            InvalidArgument(_) => ErrorKind::InvalidArgument,
+            Conflict(_) => ErrorKind::AlreadyExists,
+            Precondition(_) => ErrorKind::FailedPrecondition,
             Cgroup(e) => e.kind(),
             Image(e) => e.kind(),
             Snapshot(e) => e.kind(),

@@ -48,12 +48,32 @@ pub struct Bundle {
     pub spec: Spec,
 }
 
+/// What a caller changes in the process the image describes (Docker's `run` flags).
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOverrides {
+    /// Replaces the image's Cmd.
+    pub cmd: Option<Vec<String>>,
+    /// Replaces the image's Entrypoint (and then the image's Cmd is dropped, as Docker does);
+    /// `[""]` clears it.
+    pub entrypoint: Option<Vec<String>>,
+    /// `user[:group]` by name or number, resolved in the image.
+    pub user: Option<String>,
+    /// Absolute working directory.
+    pub workdir: Option<String>,
+    /// KEY=VALUE merged over the image's environment by name.
+    pub env: Vec<String>,
+}
+
 /// The process arguments: Entrypoint + (args or Cmd).
-fn process_args(image: &Image, args: Option<Vec<String>>) -> Result<Vec<String>, ImageError> {
+fn process_args(image: &Image, o: &ProcessOverrides) -> Result<Vec<String>, ImageError> {
     let cfg = image.config.config().as_ref();
-    let mut out: Vec<String> = cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default();
-    match args {
-        Some(a) if !a.is_empty() => out.extend(a),
+    let mut out: Vec<String> = match &o.entrypoint {
+        Some(e) => e.iter().filter(|s| !s.is_empty()).cloned().collect(),
+        None => cfg.and_then(|c| c.entrypoint().clone()).unwrap_or_default(),
+    };
+    match &o.cmd {
+        Some(a) if !a.is_empty() => out.extend(a.iter().cloned()),
+        _ if o.entrypoint.is_some() => {}
         _ => out.extend(cfg.and_then(|c| c.cmd().clone()).unwrap_or_default()),
     }
     if out.is_empty() {
@@ -191,10 +211,18 @@ pub fn resolve_user(
 }
 
 /// Builds the runtime spec for `image` with its rootfs mounted at `rootfs`.
-fn build_spec(image: &Image, rootfs: &Path, args: Vec<String>) -> Result<Spec, ImageError> {
+fn build_spec(
+    image: &Image,
+    rootfs: &Path,
+    args: Vec<String>,
+    o: &ProcessOverrides,
+) -> Result<Spec, ImageError> {
     let mut spec = crate::engine::spec::default_spec();
     let cfg = image.config.config().clone().unwrap_or_default();
-    let user_s = cfg.user().clone().unwrap_or_default();
+    let user_s = o
+        .user
+        .clone()
+        .unwrap_or_else(|| cfg.user().clone().unwrap_or_default());
     // Even a numeric user needs the databases for its primary and supplementary groups.
     let passwd = read_in_root(rootfs, "etc/passwd")?;
     let group = read_in_root(rootfs, "etc/group")?;
@@ -209,11 +237,20 @@ fn build_spec(image: &Image, rootfs: &Path, args: Vec<String>) -> Result<Spec, I
     let mut process = spec.process().clone().unwrap_or_default();
     let mut env = process.env().clone().unwrap_or_default();
     merge_env(&mut env, &cfg.env().clone().unwrap_or_default());
+    for kv in &o.env {
+        if !kv.contains('=') || kv.starts_with('=') {
+            return Err(ImageError::InvalidConfig(format!(
+                "environment variable {kv:?} is not KEY=VALUE"
+            )));
+        }
+    }
+    merge_env(&mut env, &o.env);
     process.set_env(Some(env));
     process.set_args(Some(args));
-    let cwd = cfg
-        .working_dir()
+    let cwd = o
+        .workdir
         .clone()
+        .or_else(|| cfg.working_dir().clone())
         .filter(|w| !w.is_empty())
         .unwrap_or_else(|| "/".into());
     if !cwd.starts_with('/') {
@@ -240,7 +277,27 @@ pub fn create_bundle(
     key: &str,
     args: Option<Vec<String>>,
 ) -> Result<Bundle, ImageError> {
-    let args = process_args(image, args)?;
+    create_bundle_with(
+        store,
+        image,
+        dir,
+        key,
+        &ProcessOverrides {
+            cmd: args,
+            ..Default::default()
+        },
+    )
+}
+
+/// [`create_bundle`] with Docker's process overrides (cmd, entrypoint, user, workdir, env).
+pub fn create_bundle_with(
+    store: &ImageStore,
+    image: &Image,
+    dir: &Path,
+    key: &str,
+    o: &ProcessOverrides,
+) -> Result<Bundle, ImageError> {
+    let args = process_args(image, o)?;
     fs::create_dir_all(dir).map_err(|e| ImageError::io("create", dir, e))?;
     let sref = dir.join(SNAPSHOT_FILE);
     let config = dir.join("config.json");
@@ -270,7 +327,7 @@ pub fn create_bundle(
         fs::create_dir_all(&rootfs).map_err(|e| ImageError::io("create", &rootfs, e))?;
         mount_all(&mounts, &rootfs)?;
         mounted = true;
-        let spec = build_spec(image, &rootfs, args)?;
+        let spec = build_spec(image, &rootfs, args, o)?;
         write_json_atomic(&config, &spec)?;
         Ok(spec)
     })();

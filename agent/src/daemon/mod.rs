@@ -1,0 +1,1238 @@
+//! The node's containers as `minid serve` manages them: names, images, admission, restart
+//! policies, logs, and recovery after a restart of minid.
+//!
+//! This layer sits between the gRPC services ([`crate::server`]) and the synchronous engine:
+//! it turns a [`ContainerConfig`] into an image bundle and an engine container owned by a shim,
+//! and keeps what the engine does not know (name, config, restart count, the last exit) in
+//! `<state-dir>/containers/<id>/meta.json`, replaced atomically. Engine calls block, so they
+//! run on tokio's blocking pool; nothing here forks: the engine starts each container's shim
+//! with `fork`+`exec` of minid's own binary.
+//!
+//! **Who knows what.** The shim is the container's parent: it writes the CRI log
+//! (`<state-dir>/containers/<id>/ctr.log`) and, when the container exits, its exit record.
+//! minid learns of that exit from a pidfd on the shim (readable when the shim exits, which it
+//! does right after recording the exit), never by polling a pid. Status is derived from the
+//! engine's files each time it is asked, so it is right after minid restarts too: at start
+//! minid re-reads every `meta.json` (a corrupt one is moved to `<state-dir>/quarantine` and
+//! reported, the others load), and a supervisor task per container resumes waiting on its
+//! shim, handles an exit that happened while minid was down, and applies the restart policy.
+//!
+//! **Admission.** Create admits a container only if the node's unallocated CPU and memory
+//! cover its limits (a container without a limit asks for nothing), under one lock so that
+//! two concurrent creates cannot both take the last room; the loser gets
+//! `ResourceExhausted`, and a cluster client tries its next-best node.
+
+pub mod config;
+pub mod logs;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, watch, Notify};
+
+pub use config::{ContainerConfig, MountSpec, Resources, RestartPolicy};
+
+use crate::engine::container::create::{CreateOptions, LogConfig, Monitor, StdioMode};
+use crate::engine::container::{self, kill::parse_signal, Runtime, Status};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::fsutil;
+use crate::engine::image::{self, Image, ImageStore, ProcessOverrides};
+
+/// How minid serve is set up.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    pub state_dir: PathBuf,
+    /// Where the engine keeps live container state (tmpfs; gone at reboot).
+    pub run_root: PathBuf,
+    pub cgroup_root: PathBuf,
+    pub cgroup_parent: Option<String>,
+    pub node_name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Overrides of what the node offers (default: every online CPU, all memory).
+    pub capacity_cpu_millis: Option<i64>,
+    pub capacity_memory: Option<i64>,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+}
+
+/// What the daemon remembers of a container besides the engine's state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Meta {
+    pub id: String,
+    pub name: String,
+    pub config: ContainerConfig,
+    pub image_id: String,
+    /// The process as it runs (entrypoint + cmd after the image's defaults).
+    pub command: Vec<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub started_at: Option<String>,
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Stopped by a user: restart policies leave it alone until it is started again.
+    #[serde(default)]
+    pub manually_stopped: bool,
+    /// The last exit minid has handled (events sent, policy applied).
+    #[serde(default)]
+    pub last_exit: Option<ExitInfo>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitInfo {
+    /// 0..255, or 128+signal.
+    pub code: i32,
+    pub signal: i32,
+    pub oom_killed: bool,
+    pub finished_at: String,
+}
+
+impl From<&container::ExitRecord> for ExitInfo {
+    fn from(e: &container::ExitRecord) -> Self {
+        ExitInfo {
+            code: e.status,
+            signal: e.signal.unwrap_or(0),
+            oom_killed: e.oom_killed,
+            finished_at: e.finished_at.clone(),
+        }
+    }
+}
+
+/// A container as a client sees it.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub meta: Meta,
+    /// Docker's words: created, running, paused, restarting, exited, dead.
+    pub status: &'static str,
+    pub pid: i32,
+    pub exit: Option<ExitInfo>,
+}
+
+/// A live resource change (`update`): only the fields that are set change.
+#[derive(Debug, Clone, Default)]
+pub struct ResourceUpdate {
+    pub cpu_millis: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub memory_swap_bytes: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cpuset_cpus: Option<String>,
+    pub io_weight: Option<u32>,
+}
+
+/// What waiters watch.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    /// Exits handled so far.
+    pub exits: u64,
+    pub last_exit: Option<ExitInfo>,
+    pub removed: bool,
+}
+
+/// A lifecycle event (Docker's `events`).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub time: String,
+    pub action: String,
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub attributes: BTreeMap<String, String>,
+}
+
+pub struct Entry {
+    pub id: String,
+    meta: Mutex<Meta>,
+    /// Serializes lifecycle operations on this container.
+    op: tokio::sync::Mutex<()>,
+    observed: watch::Sender<Observed>,
+    /// Wakes the supervisor: a new shim to watch, or the container is gone.
+    kick: Notify,
+    restarting: AtomicBool,
+    removing: AtomicBool,
+}
+
+impl Entry {
+    pub fn meta(&self) -> Meta {
+        lock(&self.meta).clone()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+#[derive(Default)]
+struct Registry {
+    by_id: BTreeMap<String, Arc<Entry>>,
+    names: HashMap<String, String>,
+}
+
+/// The node's capacity and what is allocated of it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    pub cpu_millis: i64,
+    pub memory_bytes: i64,
+}
+
+pub struct Daemon {
+    pub cfg: DaemonConfig,
+    pub rt: Runtime,
+    pub images: ImageStore,
+    registry: Mutex<Registry>,
+    admission: tokio::sync::Mutex<()>,
+    events: broadcast::Sender<Event>,
+    recent: Mutex<VecDeque<Event>>,
+    pub capacity: Usage,
+    /// Containers whose state could not be read at start (id and reason).
+    pub quarantined: Mutex<Vec<String>>,
+    /// How recently removed containers ended, by id and name, so that a client that asks
+    /// for the exit of an auto-removed container (`run --rm`) just after it went still gets it.
+    tombstones: Mutex<HashMap<String, (Option<ExitInfo>, Instant)>>,
+}
+
+/// How long a removed container's exit stays answerable.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
+
+const META_FILE: &str = "meta.json";
+const LOG_FILE: &str = "ctr.log";
+const RECENT_EVENTS: usize = 1024;
+
+/// Runs blocking engine work off the async threads.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| EngineError::Other(format!("engine task failed: {e}")))?
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    let mut b = vec![0u8; bytes];
+    let p = Path::new("/dev/urandom");
+    let mut f = std::fs::File::open(p).map_err(|e| EngineError::io("open", p, e))?;
+    std::io::Read::read_exact(&mut f, &mut b).map_err(|e| EngineError::io("read", p, e))?;
+    Ok(hex::encode(b))
+}
+
+/// Docker's container name rule.
+fn validate_name(name: &str) -> Result<()> {
+    let ok = name.len() <= 128
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidArgument(format!(
+            "invalid container name {name:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+        )))
+    }
+}
+
+const ADJECTIVES: [&str; 16] = [
+    "brave", "calm", "eager", "fond", "gentle", "happy", "keen", "lucid", "merry", "nifty",
+    "proud", "quiet", "sharp", "tender", "vivid", "witty",
+];
+const SURNAMES: [&str; 16] = [
+    "babbage",
+    "curie",
+    "dijkstra",
+    "engelbart",
+    "hopper",
+    "kay",
+    "knuth",
+    "lamport",
+    "liskov",
+    "lovelace",
+    "mccarthy",
+    "ritchie",
+    "shannon",
+    "thompson",
+    "turing",
+    "wirth",
+];
+
+fn mem_total() -> i64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+fn online_cpus() -> i64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as i64)
+        .unwrap_or(1)
+}
+
+impl Daemon {
+    /// Opens the state directory and loads every container's record.
+    pub fn open(cfg: DaemonConfig) -> Result<Arc<Daemon>> {
+        let images = ImageStore::open(&cfg.state_dir)?;
+        let mut rt = Runtime::new(&cfg.run_root);
+        rt.cgroup_root = cfg.cgroup_root.clone();
+        rt.cgroup_parent = cfg.cgroup_parent.clone();
+        let capacity = Usage {
+            cpu_millis: cfg.capacity_cpu_millis.unwrap_or(online_cpus() * 1000),
+            memory_bytes: cfg.capacity_memory.unwrap_or_else(mem_total),
+        };
+        let (events, _) = broadcast::channel(1024);
+        let d = Daemon {
+            cfg,
+            rt,
+            images,
+            registry: Mutex::new(Registry::default()),
+            admission: tokio::sync::Mutex::new(()),
+            events,
+            recent: Mutex::new(VecDeque::new()),
+            capacity,
+            quarantined: Mutex::new(Vec::new()),
+            tombstones: Mutex::new(HashMap::new()),
+        };
+        d.load_all()?;
+        Ok(Arc::new(d))
+    }
+
+    fn containers_dir(&self) -> PathBuf {
+        self.cfg.state_dir.join("containers")
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.containers_dir().join(id)
+    }
+
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.dir(id).join(LOG_FILE)
+    }
+
+    fn bundle_dir(&self, id: &str) -> PathBuf {
+        self.dir(id).join("bundle")
+    }
+
+    fn load_all(&self) -> Result<()> {
+        let dir = self.containers_dir();
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        let rd = std::fs::read_dir(&dir).map_err(|e| EngineError::io("read", &dir, e))?;
+        let mut reg = lock(&self.registry);
+        for ent in rd.flatten() {
+            let id = ent.file_name().to_string_lossy().into_owned();
+            let path = ent.path().join(META_FILE);
+            let meta: Result<Meta> = fsutil::read_json(&path);
+            match meta {
+                Ok(m) if m.id == id => {
+                    reg.names.insert(m.name.clone(), id.clone());
+                    reg.by_id.insert(id.clone(), Arc::new(new_entry(m)));
+                }
+                Ok(_) | Err(_) => {
+                    let why = match meta {
+                        Err(e) => e.to_string(),
+                        Ok(m) => format!("{} names container {:?}", path.display(), m.id),
+                    };
+                    let q = self.cfg.state_dir.join("quarantine");
+                    let dest = q.join(format!(
+                        "{id}-{}",
+                        SystemTime::now()
+                            .duration_since(SystemTime::UNIX_EPOCH)
+                            .map(|d| d.as_secs())
+                            .unwrap_or(0)
+                    ));
+                    let moved = std::fs::create_dir_all(&q)
+                        .and_then(|_| std::fs::rename(ent.path(), &dest));
+                    tracing::error!(
+                        container_id = %id,
+                        error = %why,
+                        quarantine = %dest.display(),
+                        moved = moved.is_ok(),
+                        "container state is unreadable; quarantined, the other containers load"
+                    );
+                    lock(&self.quarantined).push(format!("{id}: {why}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a supervisor for every loaded container (call once, inside the tokio runtime).
+    pub fn supervise_all(self: &Arc<Self>) {
+        let entries: Vec<_> = lock(&self.registry).by_id.values().cloned().collect();
+        for e in entries {
+            self.clone().spawn_supervisor(e);
+        }
+    }
+
+    // ---- lookup ------------------------------------------------------------------------
+
+    /// By exact id, exact name, or unique id prefix (Docker's order).
+    pub fn find(&self, key: &str) -> Result<Arc<Entry>> {
+        let reg = lock(&self.registry);
+        if key.is_empty() {
+            return Err(EngineError::InvalidArgument("no container given".into()));
+        }
+        if let Some(e) = reg.by_id.get(key) {
+            return Ok(e.clone());
+        }
+        if let Some(id) = reg.names.get(key) {
+            if let Some(e) = reg.by_id.get(id) {
+                return Ok(e.clone());
+            }
+        }
+        let mut hits = reg
+            .by_id
+            .range(key.to_string()..)
+            .take_while(|(k, _)| k.starts_with(key));
+        match (hits.next(), hits.next()) {
+            (Some((_, e)), None) => Ok(e.clone()),
+            (Some(_), Some(_)) => Err(EngineError::InvalidArgument(format!(
+                "container id prefix {key:?} is ambiguous: give more of it"
+            ))),
+            _ => Err(EngineError::ContainerNotFound(key.to_string())),
+        }
+    }
+
+    pub fn entries(&self) -> Vec<Arc<Entry>> {
+        lock(&self.registry).by_id.values().cloned().collect()
+    }
+
+    // ---- status ------------------------------------------------------------------------
+
+    /// Reads the container's status from the engine's files.
+    pub fn view(&self, e: &Entry) -> View {
+        let meta = e.meta();
+        let (status, pid, exit) = match self.rt.load(&e.id) {
+            Ok(c) => {
+                let st = c.status();
+                let pid = c.record.as_ref().map(|r| r.pid).unwrap_or(0);
+                match st {
+                    Status::Creating | Status::Created => ("created", 0, meta.last_exit.clone()),
+                    Status::Running => ("running", pid, None),
+                    Status::Paused => ("paused", pid, None),
+                    Status::Stopped => match c.exit() {
+                        Ok(Some(x)) => ("exited", 0, Some(ExitInfo::from(&x))),
+                        _ => ("dead", 0, meta.last_exit.clone()),
+                    },
+                }
+            }
+            // No engine container: never created on this boot (minid restarted after a
+            // reboot, or a restart failed half-way).
+            Err(_) => match &meta.last_exit {
+                Some(x) => ("exited", 0, Some(x.clone())),
+                None if meta.started_at.is_some() => ("dead", 0, None),
+                None => ("created", 0, None),
+            },
+        };
+        let status = if e.restarting.load(Ordering::SeqCst) && status != "running" {
+            "restarting"
+        } else {
+            status
+        };
+        View {
+            meta,
+            status,
+            pid,
+            exit,
+        }
+    }
+
+    pub fn allocated(&self) -> (Usage, u32, u32) {
+        let mut u = Usage::default();
+        let (mut running, mut total) = (0, 0);
+        for e in self.entries() {
+            total += 1;
+            let v = self.view(&e);
+            if matches!(v.status, "created" | "running" | "paused" | "restarting") {
+                u.cpu_millis += v.meta.config.resources.cpu_millis;
+                u.memory_bytes += v.meta.config.resources.memory_bytes;
+            }
+            if matches!(v.status, "running" | "paused") {
+                running += 1;
+            }
+        }
+        (u, running, total)
+    }
+
+    // ---- events ------------------------------------------------------------------------
+
+    fn emit(&self, action: &str, m: &Meta, attributes: BTreeMap<String, String>) {
+        let ev = Event {
+            time: logs::format_time(SystemTime::now()),
+            action: action.into(),
+            id: m.id.clone(),
+            name: m.name.clone(),
+            image: m.config.image.clone(),
+            attributes,
+        };
+        tracing::info!(container_id = %m.id, name = %m.name, action, "event");
+        {
+            let mut r = lock(&self.recent);
+            r.push_back(ev.clone());
+            while r.len() > RECENT_EVENTS {
+                r.pop_front();
+            }
+        }
+        let _ = self.events.send(ev);
+    }
+
+    /// Recent events (for `since`) and a receiver of new ones, taken together so that none
+    /// falls between them.
+    pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {
+        let r = lock(&self.recent);
+        let rx = self.events.subscribe();
+        (r.iter().cloned().collect(), rx)
+    }
+
+    fn save(&self, m: &Meta) -> Result<()> {
+        fsutil::write_json_atomic(&self.dir(&m.id).join(META_FILE), m)
+    }
+
+    fn update_meta(&self, e: &Entry, f: impl FnOnce(&mut Meta)) -> Result<Meta> {
+        let m = {
+            let mut g = lock(&e.meta);
+            f(&mut g);
+            g.clone()
+        };
+        self.save(&m)?;
+        Ok(m)
+    }
+
+    // ---- create ------------------------------------------------------------------------
+
+    /// Creates a container; returns its id and warnings.
+    pub async fn create(self: &Arc<Self>, name: String, cfg: ContainerConfig) -> Result<String> {
+        cfg.validate()?;
+        if !name.is_empty() {
+            validate_name(&name)?;
+        }
+        let d = self.clone();
+        let image_ref = cfg.image.clone();
+        let node = self.cfg.node_name.clone();
+        let img = blocking(move || match d.images.get(&image_ref) {
+            Ok(i) => Ok(i),
+            Err(image::ImageError::NotFound(_)) => Err(EngineError::Missing(format!(
+                "image {image_ref:?} not found on node {node}"
+            ))),
+            Err(e) => Err(e.into()),
+        })
+        .await?;
+        // Admission and the name are decided under one lock, before anything is made.
+        let _adm = self.admission.lock().await;
+        let (alloc, _, _) = self.allocated();
+        let r = &cfg.resources;
+        let free_cpu = self.capacity.cpu_millis - alloc.cpu_millis;
+        let free_mem = self.capacity.memory_bytes - alloc.memory_bytes;
+        if r.cpu_millis > free_cpu {
+            return Err(EngineError::Exhausted(format!(
+                "node {} has {}m CPU unallocated; the container asks for {}m",
+                self.cfg.node_name,
+                free_cpu.max(0),
+                r.cpu_millis
+            )));
+        }
+        if r.memory_bytes > free_mem {
+            return Err(EngineError::Exhausted(format!(
+                "node {} has {} MiB of memory unallocated; the container asks for {} MiB",
+                self.cfg.node_name,
+                free_mem.max(0) >> 20,
+                r.memory_bytes >> 20
+            )));
+        }
+        let id = random_hex(32)?;
+        let name = {
+            let reg = lock(&self.registry);
+            if name.is_empty() {
+                let mut n = String::new();
+                for i in 0.. {
+                    let b =
+                        u8::from_str_radix(&id[2 * (i % 16)..2 * (i % 16) + 2], 16).unwrap_or(0);
+                    let c = format!(
+                        "{}_{}",
+                        ADJECTIVES[(b >> 4) as usize],
+                        SURNAMES[(b & 15) as usize]
+                    );
+                    let c = if i < 16 { c } else { format!("{c}{i}") };
+                    if !reg.names.contains_key(&c) {
+                        n = c;
+                        break;
+                    }
+                }
+                n
+            } else if let Some(other) = reg.names.get(&name) {
+                return Err(EngineError::Conflict(format!(
+                    "the container name {name:?} is already in use by container {}",
+                    &other[..12.min(other.len())]
+                )));
+            } else {
+                name
+            }
+        };
+        let d = self.clone();
+        let (id2, name2, cfg2) = (id.clone(), name.clone(), cfg.clone());
+        let meta = blocking(move || d.make(&id2, &name2, &cfg2, &img)).await?;
+        let entry = Arc::new(new_entry(meta.clone()));
+        {
+            let mut reg = lock(&self.registry);
+            reg.names.insert(name, id.clone());
+            reg.by_id.insert(id.clone(), entry.clone());
+        }
+        drop(_adm);
+        self.emit("create", &meta, BTreeMap::new());
+        self.clone().spawn_supervisor(entry);
+        Ok(id)
+    }
+
+    /// Bundle, engine container (shim waiting to start), meta. Undone on failure.
+    fn make(&self, id: &str, name: &str, cfg: &ContainerConfig, img: &Image) -> Result<Meta> {
+        let dir = self.dir(id);
+        std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
+        let res = (|| {
+            let bundle_dir = self.bundle_dir(id);
+            let overrides = ProcessOverrides {
+                cmd: (!cfg.cmd.is_empty()).then(|| cfg.cmd.clone()),
+                entrypoint: (!cfg.entrypoint.is_empty()).then(|| cfg.entrypoint.clone()),
+                user: (!cfg.user.is_empty()).then(|| cfg.user.clone()),
+                workdir: (!cfg.workdir.is_empty()).then(|| cfg.workdir.clone()),
+                env: cfg.env.clone(),
+            };
+            let b = image::create_bundle_with(&self.images, img, &bundle_dir, id, &overrides)
+                .map_err(|e| match e {
+                    image::ImageError::InvalidConfig(m) => EngineError::InvalidArgument(m),
+                    other => other.into(),
+                })?;
+            let mut spec = b.spec;
+            let made = (|| {
+                config::apply(cfg, id, &mut spec)?;
+                fsutil::write_json_atomic(&bundle_dir.join("config.json"), &spec)?;
+                let command = spec
+                    .process()
+                    .as_ref()
+                    .and_then(|p| p.args().clone())
+                    .unwrap_or_default();
+                let meta = Meta {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    config: cfg.clone(),
+                    image_id: img.id.clone(),
+                    command,
+                    created_at: logs::format_time(SystemTime::now()),
+                    started_at: None,
+                    restart_count: 0,
+                    manually_stopped: false,
+                    last_exit: None,
+                    error: None,
+                };
+                self.save(&meta)?;
+                self.engine_create(id)?;
+                Ok(meta)
+            })();
+            if made.is_err() {
+                let _ = image::remove_bundle(&self.images, &bundle_dir);
+            }
+            made
+        })();
+        if res.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        res
+    }
+
+    fn engine_create(&self, id: &str) -> Result<i32> {
+        container::create::create(
+            &self.rt,
+            id,
+            &CreateOptions {
+                monitor: Monitor::Shim,
+                bundle: self.bundle_dir(id),
+                console_socket: None,
+                pid_file: None,
+                preserve_fds: 0,
+                stdio: StdioMode::Log(LogConfig {
+                    path: self.log_path(id),
+                    max_size: self.cfg.log_max_size,
+                    max_files: self.cfg.log_max_files,
+                }),
+            },
+        )
+    }
+
+    // ---- start / stop / kill / remove --------------------------------------------------------
+
+    /// Starts a created container, or runs an exited one again (Docker's `start`). Returns
+    /// the init's pid.
+    pub async fn start(self: &Arc<Self>, key: &str) -> Result<i32> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        self.update_meta(&e, |m| m.manually_stopped = false)?;
+        let pid = self.start_locked(&e).await?;
+        Ok(pid)
+    }
+
+    async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<i32> {
+        let d = self.clone();
+        let id = e.id.clone();
+        let pid = blocking(move || {
+            match d.rt.load(&id).map(|c| c.status()) {
+                Ok(Status::Running) | Ok(Status::Paused) => {
+                    return Ok(d.rt.load(&id)?.record()?.pid);
+                }
+                Ok(Status::Created) => {}
+                Ok(Status::Stopped) | Ok(Status::Creating) => {
+                    container::delete::delete(&d.rt, &id, true)?;
+                    d.ensure_rootfs(&id)?;
+                    d.engine_create(&id)?;
+                }
+                Err(EngineError::ContainerNotFound(_)) => {
+                    d.ensure_rootfs(&id)?;
+                    d.engine_create(&id)?;
+                }
+                Err(other) => return Err(other),
+            }
+            container::start::start(&d.rt, &id)?;
+            Ok(d.rt.load(&id)?.record()?.pid)
+        })
+        .await?;
+        let m = self.update_meta(e, |m| {
+            m.started_at = Some(logs::format_time(SystemTime::now()));
+            m.error = None;
+        })?;
+        self.emit("start", &m, BTreeMap::new());
+        e.kick.notify_one();
+        Ok(pid)
+    }
+
+    /// After a reboot the bundle's rootfs is no longer mounted: mount the snapshot again.
+    fn ensure_rootfs(&self, id: &str) -> Result<()> {
+        let rootfs = self.bundle_dir(id).join("rootfs");
+        if is_mountpoint(&rootfs) {
+            return Ok(());
+        }
+        use crate::engine::snapshot::Snapshotter;
+        let mounts = self.images.snapshotter().mounts(id)?;
+        crate::engine::snapshot::mount_all(&mounts, &rootfs)?;
+        Ok(())
+    }
+
+    /// Sends the stop signal, waits up to the timeout, then SIGKILLs every process.
+    pub async fn stop(
+        self: &Arc<Self>,
+        key: &str,
+        timeout: Option<u32>,
+        signal: &str,
+    ) -> Result<()> {
+        let e = self.find(key)?;
+        let m = self.update_meta(&e, |m| m.manually_stopped = true)?;
+        // A restart waiting out its back-off will see manually_stopped and give up.
+        let sig_name = if !signal.is_empty() {
+            signal.to_string()
+        } else if !m.config.stop_signal.is_empty() {
+            m.config.stop_signal.clone()
+        } else {
+            "SIGTERM".into()
+        };
+        let sig = parse_signal(&sig_name)
+            .map_err(|_| EngineError::InvalidArgument(format!("{sig_name:?} is not a signal")))?;
+        let timeout =
+            Duration::from_secs(timeout.or(m.config.stop_timeout_secs).unwrap_or(10) as u64);
+        let Some(shim) = self.live_shim(&e.id) else {
+            return Ok(()); // not running: stopping is idempotent
+        };
+        let id = e.id.clone();
+        let d = self.clone();
+        let sent = blocking(move || {
+            let c = d.rt.load(&id)?;
+            if c.status() == Status::Paused {
+                // A frozen process cannot act on a signal; Docker thaws too.
+                let _ = c.cgroup()?.thaw();
+            }
+            match container::kill::kill(&d.rt, &id, sig, false) {
+                Ok(()) => Ok(true),
+                Err(EngineError::WrongState { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        if sent
+            && tokio::time::timeout(timeout, wait_pid_exit(shim))
+                .await
+                .is_ok()
+        {
+            self.emit("stop", &m, BTreeMap::new());
+            return Ok(());
+        }
+        let id = e.id.clone();
+        let d = self.clone();
+        blocking(move || {
+            match container::kill::kill(&d.rt, &id, nix::sys::signal::Signal::SIGKILL, true) {
+                Ok(()) | Err(EngineError::WrongState { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+        let _ = tokio::time::timeout(Duration::from_secs(10), wait_pid_exit(shim)).await;
+        self.emit("stop", &m, BTreeMap::new());
+        Ok(())
+    }
+
+    pub async fn kill(self: &Arc<Self>, key: &str, signal: &str, all: bool) -> Result<()> {
+        let e = self.find(key)?;
+        let sig_name = if signal.is_empty() { "SIGKILL" } else { signal };
+        let sig = parse_signal(sig_name)
+            .map_err(|_| EngineError::InvalidArgument(format!("{sig_name:?} is not a signal")))?;
+        let id = e.id.clone();
+        let d = self.clone();
+        blocking(move || {
+            let st =
+                d.rt.load(&id)
+                    .map(|c| c.status())
+                    .unwrap_or(Status::Stopped);
+            if !matches!(st, Status::Running | Status::Paused) {
+                return Err(EngineError::Precondition(format!(
+                    "container {} is not running",
+                    &id[..12]
+                )));
+            }
+            container::kill::kill(&d.rt, &id, sig, all)
+        })
+        .await?;
+        let mut attrs = BTreeMap::new();
+        attrs.insert("signal".into(), (sig as i32).to_string());
+        self.emit("kill", &e.meta(), attrs);
+        Ok(())
+    }
+
+    /// Removes the container (killing it first with `force`); false when it did not exist.
+    pub async fn remove(self: &Arc<Self>, key: &str, force: bool) -> Result<Option<String>> {
+        let e = match self.find(key) {
+            Ok(e) => e,
+            Err(EngineError::ContainerNotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let _op = e.op.lock().await;
+        let v = self.view(&e);
+        if matches!(v.status, "running" | "paused" | "restarting") && !force {
+            return Err(EngineError::Precondition(format!(
+                "container {} is {}: stop it first or remove with force",
+                v.meta.name, v.status
+            )));
+        }
+        e.removing.store(true, Ordering::SeqCst);
+        let d = self.clone();
+        let id = e.id.clone();
+        let res = blocking(move || d.destroy(&id)).await;
+        if let Err(err) = res {
+            e.removing.store(false, Ordering::SeqCst);
+            return Err(err);
+        }
+        {
+            let mut reg = lock(&self.registry);
+            reg.by_id.remove(&e.id);
+            let name = e.meta().name;
+            if reg.names.get(&name) == Some(&e.id) {
+                reg.names.remove(&name);
+            }
+        }
+        {
+            let m = e.meta();
+            let exit = self.view(&e).exit.or(m.last_exit.clone());
+            let mut t = lock(&self.tombstones);
+            t.retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
+            t.insert(m.id.clone(), (exit.clone(), Instant::now()));
+            t.insert(m.name.clone(), (exit, Instant::now()));
+        }
+        e.observed.send_modify(|o| o.removed = true);
+        e.kick.notify_one();
+        self.emit("destroy", &e.meta(), BTreeMap::new());
+        Ok(Some(e.id.clone()))
+    }
+
+    fn destroy(&self, id: &str) -> Result<()> {
+        match container::delete::delete(&self.rt, id, true) {
+            Ok(_) | Err(EngineError::ContainerNotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let bundle = self.bundle_dir(id);
+        if bundle.join(image::bundle::SNAPSHOT_FILE).exists() {
+            image::remove_bundle(&self.images, &bundle)?;
+        }
+        let dir = self.dir(id);
+        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
+        Ok(())
+    }
+
+    pub async fn pause(self: &Arc<Self>, key: &str, pause: bool) -> Result<()> {
+        let e = self.find(key)?;
+        let d = self.clone();
+        let id = e.id.clone();
+        blocking(move || {
+            if pause {
+                container::state::pause(&d.rt, &id)
+            } else {
+                container::state::resume(&d.rt, &id)
+            }
+        })
+        .await?;
+        self.emit(
+            if pause { "pause" } else { "unpause" },
+            &e.meta(),
+            BTreeMap::new(),
+        );
+        Ok(())
+    }
+
+    // ---- waiting -----------------------------------------------------------------------
+
+    /// Waits for `condition` ("not-running", "next-exit", "removed"); returns the exit.
+    pub async fn wait(self: &Arc<Self>, key: &str, condition: &str) -> Result<Option<ExitInfo>> {
+        let e = match self.find(key) {
+            Ok(e) => e,
+            Err(EngineError::ContainerNotFound(k)) => {
+                let t = lock(&self.tombstones);
+                return match t.get(&k) {
+                    Some((x, _)) => Ok(x.clone()),
+                    None => Err(EngineError::ContainerNotFound(k)),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let mut rx = e.observed.subscribe();
+        let start = rx.borrow().exits;
+        loop {
+            let o = rx.borrow_and_update().clone();
+            let done = match condition {
+                "" | "not-running" => {
+                    let v = self.view(&e);
+                    if !matches!(v.status, "running" | "paused" | "restarting") {
+                        // An exit not yet handled by the supervisor is read from the engine.
+                        return Ok(v.exit.or(o.last_exit));
+                    }
+                    false
+                }
+                "next-exit" => o.exits > start,
+                "removed" => o.removed,
+                other => {
+                    return Err(EngineError::InvalidArgument(format!(
+                        "wait condition {other:?} is not not-running, next-exit or removed"
+                    )))
+                }
+            };
+            if done || o.removed {
+                return Ok(o.last_exit);
+            }
+            if rx.changed().await.is_err() {
+                return Ok(o.last_exit);
+            }
+        }
+    }
+
+    /// Whether a follower of this container's log should stop at the end of the file.
+    pub fn log_done(&self, id: &str) -> bool {
+        match self.find(id) {
+            Ok(e) => !matches!(
+                self.view(&e).status,
+                "created" | "running" | "paused" | "restarting"
+            ),
+            Err(_) => true,
+        }
+    }
+
+    // ---- supervision -------------------------------------------------------------------
+
+    fn live_shim(&self, id: &str) -> Option<(i32, u64)> {
+        let c = self.rt.load(id).ok()?;
+        let r = c.record.as_ref()?;
+        if r.shim_pid > 0
+            && c.status() != Status::Stopped
+            && container::pid_is_ours(r.shim_pid, r.shim_start_time)
+        {
+            Some((r.shim_pid, r.shim_start_time))
+        } else {
+            None
+        }
+    }
+
+    fn spawn_supervisor(self: Arc<Self>, e: Arc<Entry>) {
+        tokio::spawn(async move { self.supervise(e).await });
+    }
+
+    async fn supervise(self: Arc<Self>, e: Arc<Entry>) {
+        loop {
+            if e.removing.load(Ordering::SeqCst) {
+                return;
+            }
+            // An exit to handle (also one that happened while minid was down)?
+            if let Some(exit) = self.unhandled_exit(&e) {
+                self.clone().on_exit(&e, exit).await;
+                continue;
+            }
+            match self.live_shim(&e.id) {
+                Some(shim) => wait_pid_exit(shim).await,
+                None => e.kick.notified().await,
+            }
+        }
+    }
+
+    fn unhandled_exit(&self, e: &Entry) -> Option<ExitInfo> {
+        let c = self.rt.load(&e.id).ok()?;
+        if c.status() != Status::Stopped {
+            return None;
+        }
+        let x = match c.exit() {
+            Ok(Some(x)) => ExitInfo::from(&x),
+            // The shim died without recording an exit: nothing will ever record it.
+            _ => ExitInfo {
+                code: 255,
+                signal: 0,
+                oom_killed: false,
+                finished_at: c
+                    .record
+                    .as_ref()
+                    .map(|r| r.created.clone())
+                    .unwrap_or_default(),
+            },
+        };
+        let m = e.meta();
+        if m.started_at.is_none() || m.last_exit.as_ref() == Some(&x) {
+            return None;
+        }
+        Some(x)
+    }
+
+    async fn on_exit(self: Arc<Self>, e: &Arc<Entry>, exit: ExitInfo) {
+        let _op = e.op.lock().await;
+        if e.removing.load(Ordering::SeqCst) || self.unhandled_exit(e).as_ref() != Some(&exit) {
+            return;
+        }
+        let m = match self.update_meta(e, |m| m.last_exit = Some(exit.clone())) {
+            Ok(m) => m,
+            Err(err) => {
+                tracing::error!(container_id = %e.id, error = %err, "recording an exit");
+                lock(&e.meta).last_exit = Some(exit.clone());
+                e.meta()
+            }
+        };
+        if exit.oom_killed {
+            self.emit("oom", &m, BTreeMap::new());
+        }
+        let mut attrs = BTreeMap::new();
+        attrs.insert("exitCode".into(), exit.code.to_string());
+        self.emit("die", &m, attrs);
+        e.observed.send_modify(|o| {
+            o.exits += 1;
+            o.last_exit = Some(exit.clone());
+        });
+        let restart =
+            !m.manually_stopped && m.config.restart.should_restart(exit.code, m.restart_count);
+        if !restart {
+            if m.config.auto_remove {
+                drop(_op);
+                if let Err(err) = self.remove(&e.id, true).await {
+                    tracing::error!(container_id = %e.id, error = %err, "auto-remove");
+                }
+            }
+            return;
+        }
+        // Docker's back-off: 100 ms doubling per consecutive restart, at most a minute; a
+        // container that ran for 10 s or more starts again from 100 ms.
+        let ran = m
+            .started_at
+            .as_deref()
+            .and_then(|s| humantime::parse_rfc3339_weak(s).ok())
+            .and_then(|s| SystemTime::now().duration_since(s).ok())
+            .unwrap_or_default();
+        let streak = if ran >= Duration::from_secs(10) {
+            0
+        } else {
+            m.restart_count.min(10)
+        };
+        let delay = Duration::from_millis(100u64 << streak).min(Duration::from_secs(60));
+        e.restarting.store(true, Ordering::SeqCst);
+        drop(_op);
+        let deadline = Instant::now() + delay;
+        tokio::time::sleep_until(deadline.into()).await;
+        let _op = e.op.lock().await;
+        e.restarting.store(false, Ordering::SeqCst);
+        if e.removing.load(Ordering::SeqCst) || e.meta().manually_stopped {
+            return;
+        }
+        let _ = self.update_meta(e, |m| m.restart_count += 1);
+        self.emit("restart", &e.meta(), BTreeMap::new());
+        if let Err(err) = self.start_locked(e).await {
+            tracing::error!(container_id = %e.id, error = %err, "restart failed");
+            let _ = self.update_meta(e, |m| m.error = Some(err.to_string()));
+        }
+    }
+
+    // ---- stats and live updates ------------------------------------------------------------
+
+    /// The container's cgroup statistics now.
+    pub fn stats(&self, e: &Entry) -> Result<crate::engine::cgroups::Stats> {
+        let c = self.rt.load(&e.id)?;
+        Ok(c.cgroup()?.stats()?)
+    }
+
+    /// Changes limits of a live container (its cgroup) and remembers them, and the restart
+    /// policy. Raising CPU or memory is admitted against the node's free capacity.
+    pub async fn update(
+        self: &Arc<Self>,
+        key: &str,
+        change: ResourceUpdate,
+        restart: Option<RestartPolicy>,
+    ) -> Result<()> {
+        let e = self.find(key)?;
+        let _op = e.op.lock().await;
+        let _adm = self.admission.lock().await;
+        let mut cfg = e.meta().config;
+        let old = cfg.resources.clone();
+        let r = &mut cfg.resources;
+        if let Some(v) = change.cpu_millis {
+            r.cpu_millis = v;
+        }
+        if let Some(v) = change.memory_bytes {
+            r.memory_bytes = v;
+        }
+        if let Some(v) = change.memory_swap_bytes {
+            r.memory_swap_bytes = v;
+        }
+        if let Some(v) = change.pids_limit {
+            r.pids_limit = v;
+        }
+        if let Some(v) = &change.cpuset_cpus {
+            r.cpuset_cpus = v.clone();
+        }
+        if let Some(v) = change.io_weight {
+            r.io_weight = v;
+        }
+        if let Some(p) = restart {
+            cfg.restart = p;
+        }
+        cfg.validate()?;
+        let (alloc, _, _) = self.allocated();
+        let v = self.view(&e);
+        let counted = matches!(v.status, "created" | "running" | "paused" | "restarting");
+        let extra_cpu = cfg.resources.cpu_millis - if counted { old.cpu_millis } else { 0 };
+        let extra_mem = cfg.resources.memory_bytes - if counted { old.memory_bytes } else { 0 };
+        if extra_cpu > 0 && alloc.cpu_millis + extra_cpu > self.capacity.cpu_millis {
+            return Err(EngineError::Exhausted(format!(
+                "node {} cannot give {}m more CPU",
+                self.cfg.node_name, extra_cpu
+            )));
+        }
+        if extra_mem > 0 && alloc.memory_bytes + extra_mem > self.capacity.memory_bytes {
+            return Err(EngineError::Exhausted(format!(
+                "node {} cannot give {} MiB more memory",
+                self.cfg.node_name,
+                extra_mem >> 20
+            )));
+        }
+        if matches!(v.status, "created" | "running" | "paused") {
+            let mut spec = crate::engine::spec::default_spec();
+            config::apply(&cfg, &e.id, &mut spec)?;
+            let mut res = spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.resources().clone())
+                .unwrap_or_default();
+            // Devices are set once at create; an update must not reset them.
+            res.set_devices(None);
+            let d = self.clone();
+            let id = e.id.clone();
+            blocking(move || {
+                let c = d.rt.load(&id)?;
+                c.cgroup()?.apply(&res)?;
+                Ok(())
+            })
+            .await?;
+        }
+        // The bundle's spec follows, so a restart keeps the new limits.
+        let bundle_cfg = self.bundle_dir(&e.id).join("config.json");
+        if let Ok(mut spec) = crate::engine::spec::load(&self.bundle_dir(&e.id)) {
+            config::apply(&cfg, &e.id, &mut spec)?;
+            fsutil::write_json_atomic(&bundle_cfg, &spec)?;
+        }
+        let m = self.update_meta(&e, |m| m.config = cfg)?;
+        self.emit("update", &m, BTreeMap::new());
+        Ok(())
+    }
+
+    // ---- images ------------------------------------------------------------------------
+
+    /// Containers that use the image with `image_id`.
+    pub fn image_users(&self, image_id: &str) -> Vec<String> {
+        self.entries()
+            .iter()
+            .map(|e| e.meta())
+            .filter(|m| m.image_id == image_id)
+            .map(|m| m.name)
+            .collect()
+    }
+}
+
+fn new_entry(meta: Meta) -> Entry {
+    let (observed, _) = watch::channel(Observed {
+        exits: 0,
+        last_exit: meta.last_exit.clone(),
+        removed: false,
+    });
+    Entry {
+        id: meta.id.clone(),
+        meta: Mutex::new(meta),
+        op: tokio::sync::Mutex::new(()),
+        observed,
+        kick: Notify::new(),
+        restarting: AtomicBool::new(false),
+        removing: AtomicBool::new(false),
+    }
+}
+
+fn is_mountpoint(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(p.join(".."))) else {
+        return false;
+    };
+    a.dev() != b.dev() || a.ino() == b.ino()
+}
+
+/// Resolves when the process exits: a pidfd polls readable then (pidfd_open(2)). The start
+/// time is checked after the pidfd is open, so a recycled pid cannot be mistaken for it.
+pub async fn wait_pid_exit((pid, start_time): (i32, u64)) {
+    // SAFETY: pidfd_open(2) with a pid and no flags; the result is checked and owned.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return; // ESRCH: already gone
+    }
+    // SAFETY: the kernel just returned this descriptor.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    if !container::pid_is_ours(pid, start_time) {
+        return;
+    }
+    // SAFETY: `fd` is an OwnedFd moved into the AsyncFd, so it stays open and refers to the
+    // same pidfd for the AsyncFd's whole life.
+    let registered = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE)
+    };
+    match registered {
+        Ok(afd) => {
+            let _ = afd.readable().await;
+        }
+        Err(_) => {
+            // Cannot register the pidfd: fall back to checking the start time.
+            while container::pid_is_ours(pid, start_time) {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

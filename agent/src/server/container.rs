@@ -1,0 +1,453 @@
+//! ContainerService: decode, check the caller's role, delegate to [`Daemon`], encode.
+//!
+//! Streams (logs, stats, events, list) are fed from their own task or blocking thread through
+//! a bounded channel; when the client goes away the send fails and the producer stops.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use futures::Stream;
+use mini_proto::v1 as pb;
+use mini_proto::v1::container_service_server::ContainerService;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+use super::auth;
+use super::convert;
+use super::status::to_status;
+use crate::daemon::{self, logs, Daemon};
+use crate::engine::error::EngineError;
+
+pub struct Containers {
+    pub daemon: Arc<Daemon>,
+}
+
+type Stream_<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
+
+fn err(op: bool) -> impl Fn(EngineError) -> Status {
+    move |e| to_status(e, op)
+}
+
+fn container_arg(c: &str) -> Result<&str, Status> {
+    if c.is_empty() {
+        Err(Status::invalid_argument("no container given"))
+    } else if c.len() > 256 {
+        Err(Status::invalid_argument("container name or id is too long"))
+    } else {
+        Ok(c)
+    }
+}
+
+#[tonic::async_trait]
+impl ContainerService for Containers {
+    #[tracing::instrument(skip_all, fields(name = %req.get_ref().name))]
+    async fn create(
+        &self,
+        req: Request<pb::CreateRequest>,
+    ) -> Result<Response<pb::CreateResponse>, Status> {
+        auth::operator(&req, "create")?;
+        let r = req.into_inner();
+        let cfg = r
+            .config
+            .ok_or_else(|| Status::invalid_argument("no container config given"))?;
+        let cfg = convert::config_from_pb(cfg).map_err(err(true))?;
+        let id = self.daemon.create(r.name, cfg).await.map_err(err(true))?;
+        Ok(Response::new(pb::CreateResponse {
+            id,
+            warnings: Vec::new(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn start(
+        &self,
+        req: Request<pb::StartRequest>,
+    ) -> Result<Response<pb::StartResponse>, Status> {
+        auth::operator(&req, "start")?;
+        let c = container_arg(&req.get_ref().container)?;
+        let pid = self.daemon.start(c).await.map_err(err(true))?;
+        Ok(Response::new(pb::StartResponse { pid }))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn stop(
+        &self,
+        req: Request<pb::StopRequest>,
+    ) -> Result<Response<pb::StopResponse>, Status> {
+        auth::operator(&req, "stop")?;
+        let r = req.get_ref();
+        self.daemon
+            .stop(container_arg(&r.container)?, r.timeout_secs, &r.signal)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::StopResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn kill(
+        &self,
+        req: Request<pb::KillRequest>,
+    ) -> Result<Response<pb::KillResponse>, Status> {
+        auth::operator(&req, "kill")?;
+        let r = req.get_ref();
+        self.daemon
+            .kill(container_arg(&r.container)?, &r.signal, r.all)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::KillResponse {}))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn remove(
+        &self,
+        req: Request<pb::RemoveRequest>,
+    ) -> Result<Response<pb::RemoveResponse>, Status> {
+        auth::operator(&req, "remove")?;
+        let r = req.get_ref();
+        let removed = self
+            .daemon
+            .remove(container_arg(&r.container)?, r.force)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::RemoveResponse {
+            not_found: removed.is_none(),
+            id: removed.unwrap_or_default(),
+        }))
+    }
+
+    async fn inspect(
+        &self,
+        req: Request<pb::InspectRequest>,
+    ) -> Result<Response<pb::ContainerInfo>, Status> {
+        let p = auth::peer(&req)?;
+        let e = self
+            .daemon
+            .find(container_arg(&req.get_ref().container)?)
+            .map_err(err(p.may_mutate()))?;
+        let v = self.daemon.view(&e);
+        Ok(Response::new(convert::info(&v, &self.daemon.cfg.node_name)))
+    }
+
+    type ListStream = Stream_<pb::ContainerInfo>;
+
+    async fn list(
+        &self,
+        req: Request<pb::ListRequest>,
+    ) -> Result<Response<Self::ListStream>, Status> {
+        let p = auth::peer(&req)?;
+        let r = req.into_inner();
+        let d = self.daemon.clone();
+        let views = daemon::blocking(move || {
+            let mut out = Vec::new();
+            for e in d.entries() {
+                let v = d.view(&e);
+                if (r.all || matches!(v.status, "running" | "paused" | "restarting"))
+                    && convert::matches(&v, &r.filters)?
+                {
+                    out.push(v);
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(err(p.may_mutate()))?;
+        let node = self.daemon.cfg.node_name.clone();
+        let mut views = views;
+        views.sort_by(|a, b| b.meta.created_at.cmp(&a.meta.created_at));
+        let items: Vec<Result<pb::ContainerInfo, Status>> =
+            views.iter().map(|v| Ok(convert::info(v, &node))).collect();
+        Ok(Response::new(Box::pin(tokio_stream::iter(items))))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn wait(
+        &self,
+        req: Request<pb::WaitRequest>,
+    ) -> Result<Response<pb::WaitResponse>, Status> {
+        let p = auth::peer(&req)?;
+        let r = req.get_ref();
+        let exit = self
+            .daemon
+            .wait(container_arg(&r.container)?, &r.condition)
+            .await
+            .map_err(err(p.may_mutate()))?;
+        let x = exit.unwrap_or(daemon::ExitInfo {
+            code: 0,
+            signal: 0,
+            oom_killed: false,
+            finished_at: String::new(),
+        });
+        Ok(Response::new(pb::WaitResponse {
+            exit_code: x.code,
+            signal: x.signal,
+            oom_killed: x.oom_killed,
+            error: String::new(),
+        }))
+    }
+
+    type LogsStream = Stream_<pb::LogsResponse>;
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn logs(
+        &self,
+        req: Request<pb::LogsRequest>,
+    ) -> Result<Response<Self::LogsStream>, Status> {
+        let p = auth::peer(&req)?;
+        let r = req.into_inner();
+        let e = self
+            .daemon
+            .find(container_arg(&r.container)?)
+            .map_err(err(p.may_mutate()))?;
+        let now = SystemTime::now();
+        let bound = |s: &str, what: &str| -> Result<Option<String>, Status> {
+            if s.is_empty() {
+                return Ok(None);
+            }
+            logs::parse_time(s, now)
+                .map(|t| Some(logs::format_time(t)))
+                .map_err(|m| Status::invalid_argument(format!("--{what}: {m}")))
+        };
+        let q = logs::Query {
+            follow: r.follow,
+            tail: match r.tail {
+                Some(n) if n >= 0 => Some(n as usize),
+                _ => None,
+            },
+            since: bound(&r.since, "since")?,
+            until: bound(&r.until, "until")?,
+            stdout: r.stdout,
+            stderr: r.stderr,
+        };
+        let path = self.daemon.log_path(&e.id);
+        let (tx, rx) = mpsc::channel::<Result<pb::LogsResponse, Status>>(16);
+        let d = self.daemon.clone();
+        let id = e.id.clone();
+        tokio::task::spawn_blocking(move || {
+            let done = || d.log_done(&id);
+            let res = logs::read(&path, &q, &done, |batch| {
+                let entries = batch
+                    .into_iter()
+                    .map(|e| pb::LogEntry {
+                        time: e.time,
+                        stream: if e.stderr { "stderr" } else { "stdout" }.into(),
+                        data: e.data,
+                        partial: e.partial,
+                    })
+                    .collect();
+                tx.blocking_send(Ok(pb::LogsResponse { entries })).is_ok()
+            });
+            if let Err(e) = res {
+                let _ = tx.blocking_send(Err(Status::internal(format!("reading the log: {e}"))));
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type StatsStream = Stream_<pb::StatsResponse>;
+
+    async fn stats(
+        &self,
+        req: Request<pb::StatsRequest>,
+    ) -> Result<Response<Self::StatsStream>, Status> {
+        let p = auth::peer(&req)?;
+        let r = req.into_inner();
+        let d = self.daemon.clone();
+        // Resolve named containers now, so a typo is an error and not an empty stream.
+        let mut named = Vec::new();
+        for c in &r.containers {
+            named.push(d.find(c).map_err(err(p.may_mutate()))?);
+        }
+        let interval = Duration::from_millis(if r.interval_ms == 0 {
+            1000
+        } else {
+            r.interval_ms.max(100) as u64
+        });
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let d2 = d.clone();
+                let named2 = named.clone();
+                let filters = r.filters.clone();
+                let sample = daemon::blocking(move || {
+                    let entries = if named2.is_empty() {
+                        d2.entries()
+                    } else {
+                        named2
+                    };
+                    let mut out = Vec::new();
+                    for e in entries {
+                        let v = d2.view(&e);
+                        if !matches!(v.status, "running" | "paused") {
+                            continue;
+                        }
+                        if !convert::matches(&v, &filters)? {
+                            continue;
+                        }
+                        if let Ok(s) = d2.stats(&e) {
+                            out.push(convert::stats(&v, &s));
+                        }
+                    }
+                    Ok(out)
+                })
+                .await;
+                let msg = match sample {
+                    Ok(stats) => Ok(pb::StatsResponse { stats }),
+                    Err(e) => Err(to_status(e, false)),
+                };
+                let failed = msg.is_err();
+                if tx.send(msg).await.is_err() || failed || r.one_shot {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    type ExecStream = Stream_<pb::ExecResponse>;
+
+    async fn exec(
+        &self,
+        req: Request<Streaming<pb::ExecRequest>>,
+    ) -> Result<Response<Self::ExecStream>, Status> {
+        auth::operator(&req, "exec")?;
+        Err(Status::unimplemented(
+            "exec is not available on this node yet (minid exec-helper is still to be built)",
+        ))
+    }
+
+    type EventsStream = Stream_<pb::Event>;
+
+    async fn events(
+        &self,
+        req: Request<pb::EventsRequest>,
+    ) -> Result<Response<Self::EventsStream>, Status> {
+        auth::peer(&req)?;
+        let r = req.into_inner();
+        let since = if r.since.is_empty() {
+            None
+        } else {
+            Some(logs::format_time(
+                logs::parse_time(&r.since, SystemTime::now()).map_err(Status::invalid_argument)?,
+            ))
+        };
+        let filters = r.filters;
+        for f in &filters {
+            match f.split_once('=') {
+                Some(("container" | "event" | "label" | "image", _)) => {}
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "event filter {f:?} is not container=, event=, image= or label="
+                    )))
+                }
+            }
+        }
+        let d = self.daemon.clone();
+        let wanted = move |e: &daemon::Event| {
+            filters.iter().all(|f| match f.split_once('=') {
+                Some(("container", v)) => e.id.starts_with(v) || e.name == v,
+                Some(("event", v)) => e.action == v,
+                Some(("image", v)) => e.image == v,
+                Some(("label", v)) => d
+                    .find(&e.id)
+                    .map(|x| {
+                        let m = x.meta();
+                        match v.split_once('=') {
+                            Some((k, val)) => m.config.labels.get(k).is_some_and(|x| x == val),
+                            None => m.config.labels.contains_key(v),
+                        }
+                    })
+                    .unwrap_or(false),
+                _ => false,
+            })
+        };
+        let (past, mut live) = self.daemon.subscribe();
+        let (tx, rx) = mpsc::channel(64);
+        tokio::spawn(async move {
+            if let Some(s) = since {
+                for e in past.iter().filter(|e| e.time >= s) {
+                    if wanted(e) && tx.send(Ok(convert::event(e))).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            loop {
+                tokio::select! {
+                    ev = live.recv() => match ev {
+                        Ok(e) => {
+                            if wanted(&e) && tx.send(Ok(convert::event(&e))).await.is_err() {
+                                return;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                            let _ = tx.send(Err(Status::data_loss(format!("{n} events were dropped: the client reads too slowly")))).await;
+                            return;
+                        }
+                        Err(_) => return,
+                    },
+                    _ = tx.closed() => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn update(
+        &self,
+        req: Request<pb::UpdateRequest>,
+    ) -> Result<Response<pb::UpdateResponse>, Status> {
+        auth::operator(&req, "update")?;
+        let r = req.into_inner();
+        let c = container_arg(&r.container)?.to_string();
+        let restart = match r.restart_policy {
+            Some(p) => {
+                Some(daemon::RestartPolicy::parse(&p.name, p.max_retries).map_err(err(true))?)
+            }
+            None => None,
+        };
+        let change = daemon::ResourceUpdate {
+            cpu_millis: r.cpu_millis,
+            memory_bytes: r.memory_bytes,
+            memory_swap_bytes: r.memory_swap_bytes,
+            pids_limit: r.pids_limit,
+            cpuset_cpus: r.cpuset_cpus,
+            io_weight: r.io_weight,
+        };
+        self.daemon
+            .update(&c, change, restart)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::UpdateResponse {
+            warnings: Vec::new(),
+        }))
+    }
+
+    async fn pause(
+        &self,
+        req: Request<pb::PauseRequest>,
+    ) -> Result<Response<pb::PauseResponse>, Status> {
+        auth::operator(&req, "pause")?;
+        self.daemon
+            .pause(container_arg(&req.get_ref().container)?, true)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::PauseResponse {}))
+    }
+
+    async fn resume(
+        &self,
+        req: Request<pb::ResumeRequest>,
+    ) -> Result<Response<pb::ResumeResponse>, Status> {
+        auth::operator(&req, "resume")?;
+        self.daemon
+            .pause(container_arg(&req.get_ref().container)?, false)
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(pb::ResumeResponse {}))
+    }
+}

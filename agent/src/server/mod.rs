@@ -1,0 +1,219 @@
+//! `minid serve`: the node's gRPC API over mutual TLS.
+//!
+//! Services are thin (ContainerService, ImageService, NodeService and `grpc.health.v1`): they
+//! check the caller's role ([`auth`]), convert ([`convert`]) and call the [`Daemon`]; errors
+//! become statuses in one place ([`status`]). TLS is terminated by [`crate::tls`], which hands
+//! tonic verified connections. SIGHUP re-reads certificate, key, CA and CRL (the listener stays
+//! up; new connections get the new files); SIGTERM and SIGINT stop serving and exit, and the
+//! containers keep running under their shims, to be picked up by the next `minid serve`.
+
+pub mod auth;
+pub mod container;
+pub mod convert;
+pub mod image;
+pub mod node;
+pub mod status;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use mini_proto::v1::container_service_server::ContainerServiceServer;
+use mini_proto::v1::image_service_server::ImageServiceServer;
+use mini_proto::v1::node_service_server::NodeServiceServer;
+
+use crate::daemon::{Daemon, DaemonConfig};
+use crate::tls::{Reloadable, TlsPaths};
+
+/// Largest gRPC message either way (an image import chunk, a batch of log entries).
+pub const MAX_MESSAGE: usize = 16 << 20;
+
+/// `minid serve` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1:7000", env = "MINID_LISTEN")]
+    pub listen: SocketAddr,
+    /// Live container state (a tmpfs; gone at reboot)
+    #[arg(long, default_value = "/run/minid/daemon")]
+    pub run_root: PathBuf,
+    /// This node's certificate (PEM); default: the development PKI in <state-dir>/pki
+    #[arg(long, requires_all = ["tls_key", "tls_ca"])]
+    pub tls_cert: Option<PathBuf>,
+    /// This node's private key (PEM)
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// CA that signs client certificates (PEM)
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Certificate revocation list (PEM), re-read on SIGHUP
+    #[arg(long)]
+    pub tls_crl: Option<PathBuf>,
+    /// Node name (default: the host name)
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Node label KEY=VALUE, for placement constraints (repeatable)
+    #[arg(long = "label", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// CPUs offered to containers (default: every online CPU)
+    #[arg(long)]
+    pub capacity_cpus: Option<f64>,
+    /// Memory offered to containers, e.g. 8g (default: all of it)
+    #[arg(long, value_parser = parse_size)]
+    pub capacity_memory: Option<i64>,
+    /// Parent cgroup of containers (default: nested under minid's own cgroup)
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// Where the cgroup hierarchies are mounted
+    #[arg(long, default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+    /// Rotate a container's log when it reaches this size
+    #[arg(long, default_value = "100m", value_parser = parse_size)]
+    pub log_max_size: i64,
+    /// Rotated log files kept per container
+    #[arg(long, default_value_t = 3)]
+    pub log_max_files: u32,
+}
+
+fn parse_label(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .filter(|(k, _)| !k.is_empty())
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("label {s:?} is not KEY=VALUE"))
+}
+
+fn parse_size(s: &str) -> Result<i64, String> {
+    crate::cli::overrides::parse_size(s)
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Runs the agent until SIGTERM or SIGINT.
+pub fn run(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        anyhow::bail!("minid serve runs containers and must run as root");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("minid")
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(serve(state_dir, args))
+}
+
+async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
+    let node_name = args.node_name.clone().unwrap_or_else(hostname);
+    let paths = match (&args.tls_cert, &args.tls_key, &args.tls_ca) {
+        (Some(cert), Some(key), Some(ca)) => TlsPaths {
+            ca: ca.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            crl: args.tls_crl.clone(),
+        },
+        _ => {
+            let dir = state_dir.join("pki");
+            let extra: Vec<std::net::IpAddr> = if args.listen.ip().is_unspecified() {
+                Vec::new()
+            } else {
+                vec![args.listen.ip()]
+            };
+            if minictl::pki::bootstrap_dev(&dir, &node_name, &extra)
+                .with_context(|| format!("creating the development PKI in {}", dir.display()))?
+            {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "no PKI configured: created a development CA, a node certificate and an operator client certificate (admin.pem); for a cluster, make your own with `minictl pki`"
+                );
+            }
+            TlsPaths {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("node.pem"),
+                key: dir.join("node-key.pem"),
+                crl: args
+                    .tls_crl
+                    .clone()
+                    .or_else(|| Some(dir.join("crl.pem")).filter(|p| p.exists())),
+            }
+        }
+    };
+    let tls = Reloadable::new(paths.clone()).context("loading the TLS files")?;
+    let daemon = Daemon::open(DaemonConfig {
+        state_dir: state_dir.clone(),
+        run_root: args.run_root.clone(),
+        cgroup_root: args.cgroup_root.clone(),
+        cgroup_parent: args.cgroup_parent.clone(),
+        node_name: node_name.clone(),
+        labels: args.labels.iter().cloned().collect::<BTreeMap<_, _>>(),
+        capacity_cpu_millis: args.capacity_cpus.map(|c| (c * 1000.0).round() as i64),
+        capacity_memory: args.capacity_memory,
+        log_max_size: args.log_max_size.max(0) as u64,
+        log_max_files: args.log_max_files.max(1),
+    })
+    .with_context(|| format!("opening the state in {}", state_dir.display()))?;
+    daemon.supervise_all();
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    tracing::info!(listen = %local, node = %node_name, state_dir = %state_dir.display(), "minid serving");
+    // Scripts and tests wait for this line to know the port (with --listen 127.0.0.1:0).
+    println!("minid listening on {local}");
+
+    // SIGHUP: reload the TLS files, keep the listener.
+    {
+        let tls = tls.clone();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hup.recv().await.is_some() {
+                match tls.reload() {
+                    Ok(()) => tracing::info!("SIGHUP: reloaded certificate, key, CA and CRL"),
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "SIGHUP: reload failed; the previous TLS files stay in use")
+                    }
+                }
+            }
+        });
+    }
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("stopping; containers keep running under their shims");
+    };
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<ContainerServiceServer<container::Containers>>()
+        .await;
+    let containers = ContainerServiceServer::new(container::Containers {
+        daemon: daemon.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
+    let images = ImageServiceServer::new(image::Images {
+        daemon: daemon.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE)
+    .max_encoding_message_size(MAX_MESSAGE);
+    let node = NodeServiceServer::new(node::Node {
+        daemon: daemon.clone(),
+    });
+    tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .add_service(health)
+        .add_service(containers)
+        .add_service(images)
+        .add_service(node)
+        .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
+        .await
+        .context("serving")?;
+    Ok(())
+}

@@ -1,0 +1,388 @@
+//! `minictl create`: the flags `run` shares, turned into a ContainerConfig.
+
+use std::collections::HashMap;
+
+use clap::Args;
+use mini_proto::v1 as pb;
+
+use super::Ctx;
+
+/// Docker's container flags.
+#[derive(Debug, Clone, Args)]
+pub struct CreateArgs {
+    /// Print help (-h is --hostname, as in Docker)
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from here)
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines)
+    #[arg(long)]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// Bind mount a host path: /host:/container[:ro]
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// A mount: type=bind|tmpfs,source=..,target=..[,readonly][,tmpfs-size=..]
+    #[arg(long = "mount")]
+    pub mounts: Vec<String>,
+    /// A tmpfs mount: /path[:options]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Memory limit (64m, 1g)
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit; -1 for unlimited swap
+    #[arg(long)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs (0.5 is half a CPU)
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight)
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPUs the container may run on (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Limit on the number of processes (-1: unlimited)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Block I/O weight, 10 to 1000
+    #[arg(long)]
+    pub blkio_weight: Option<u32>,
+    /// Restart policy: no, always, on-failure[:N], unless-stopped
+    #[arg(long, default_value = "no")]
+    pub restart: String,
+    /// Set metadata (KEY=VALUE)
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
+    /// Username or UID, optionally with a group (user[:group])
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory inside the container
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// Override the image's entrypoint ("" clears it)
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Network: none (loopback only) or host
+    #[arg(long, default_value = "none")]
+    pub network: String,
+    /// Mount the root filesystem read-only
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add capabilities
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop capabilities
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// Signal to stop the container
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal before SIGKILL
+    #[arg(long)]
+    pub stop_timeout: Option<u32>,
+    /// Allocate a pseudo-terminal
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin open
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// The image
+    pub image: String,
+    /// Command and arguments (replace the image's Cmd)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub cmd: Vec<String>,
+}
+
+pub use crate::units::parse_size;
+
+impl CreateArgs {
+    /// The config these flags ask for; a flag that does not parse is an error naming it.
+    pub fn config(&self) -> Result<pb::ContainerConfig, String> {
+        let mut env = Vec::new();
+        for f in &self.env_file {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--env-file {}: {e}", f.display()))?;
+            for line in text.lines().map(str::trim) {
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                env.push(line.to_string());
+            }
+        }
+        for e in &self.env {
+            if e.contains('=') {
+                env.push(e.clone());
+            } else if let Ok(v) = std::env::var(e) {
+                // Docker: `-e NAME` passes this shell's value on.
+                env.push(format!("{e}={v}"));
+            }
+        }
+        let memory_bytes = match &self.memory {
+            Some(m) => parse_size(m).map_err(|e| format!("invalid --memory: {e}"))?,
+            None => 0,
+        };
+        let memory_swap_bytes = match self.memory_swap.as_deref() {
+            Some("-1") => -1,
+            Some(m) => parse_size(m).map_err(|e| format!("invalid --memory-swap: {e}"))?,
+            None => 0,
+        };
+        let cpu_millis = match &self.cpus {
+            Some(c) => {
+                let v: f64 = c
+                    .parse()
+                    .map_err(|_| format!("invalid --cpus: {c:?} is not a number of CPUs"))?;
+                if !(v.is_finite() && v > 0.0) {
+                    return Err(format!("invalid --cpus: {c:?} must be more than 0"));
+                }
+                (v * 1000.0).round() as i64
+            }
+            None => 0,
+        };
+        let (policy, max_retries) = match self.restart.split_once(':') {
+            Some(("on-failure", n)) => (
+                "on-failure".to_string(),
+                n.parse::<u32>()
+                    .map_err(|_| format!("invalid --restart: {n:?} is not a retry count"))?,
+            ),
+            Some(_) => return Err(format!("invalid --restart {:?}", self.restart)),
+            None => (self.restart.clone(), 0),
+        };
+        if !matches!(
+            policy.as_str(),
+            "no" | "always" | "on-failure" | "unless-stopped"
+        ) {
+            return Err(format!(
+                "invalid --restart {:?}: use no, always, on-failure[:N] or unless-stopped",
+                self.restart
+            ));
+        }
+        let mut labels = HashMap::new();
+        for l in &self.labels {
+            let (k, v) = match l.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (l.clone(), String::new()),
+            };
+            labels.insert(k, v);
+        }
+        let mut mounts = Vec::new();
+        for v in &self.volumes {
+            let parts: Vec<&str> = v.split(':').collect();
+            let (src, dst, ro) = match parts.as_slice() {
+                [s, d] => (*s, *d, false),
+                [s, d, "ro"] => (*s, *d, true),
+                [s, d, "rw"] => (*s, *d, false),
+                _ => {
+                    return Err(format!(
+                        "invalid -v {v:?}: use /host/path:/container/path[:ro]"
+                    ))
+                }
+            };
+            if !src.starts_with('/') {
+                return Err(format!(
+                    "invalid -v {v:?}: named volumes are not supported yet; give an absolute host path"
+                ));
+            }
+            mounts.push(pb::Mount {
+                r#type: "bind".into(),
+                source: src.into(),
+                target: dst.into(),
+                read_only: ro,
+                options: Vec::new(),
+            });
+        }
+        for t in &self.tmpfs {
+            let (dst, opts) = t.split_once(':').unwrap_or((t, ""));
+            mounts.push(pb::Mount {
+                r#type: "tmpfs".into(),
+                source: String::new(),
+                target: dst.into(),
+                read_only: false,
+                options: opts
+                    .split(',')
+                    .filter(|o| !o.is_empty())
+                    .map(String::from)
+                    .collect(),
+            });
+        }
+        for m in &self.mounts {
+            let mut mt = pb::Mount::default();
+            for field in m.split(',') {
+                let (k, v) = field.split_once('=').unwrap_or((field, ""));
+                match k {
+                    "type" => mt.r#type = v.into(),
+                    "source" | "src" => mt.source = v.into(),
+                    "target" | "destination" | "dst" => mt.target = v.into(),
+                    "readonly" | "ro" => mt.read_only = v.is_empty() || v == "true" || v == "1",
+                    "tmpfs-size" => mt.options.push(format!("size={v}")),
+                    "tmpfs-mode" => mt.options.push(format!("mode={v}")),
+                    other => return Err(format!("invalid --mount {m:?}: unknown field {other:?}")),
+                }
+            }
+            if mt.target.is_empty() {
+                return Err(format!("invalid --mount {m:?}: no target"));
+            }
+            mounts.push(mt);
+        }
+        if self.interactive {
+            return Err(
+                "-i (attaching stdin) is not available yet: minid cannot forward input to a container's init"
+                    .into(),
+            );
+        }
+        Ok(pb::ContainerConfig {
+            image: self.image.clone(),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone().map(|e| vec![e]).unwrap_or_default(),
+            env,
+            workdir: self.workdir.clone().unwrap_or_default(),
+            user: self.user.clone().unwrap_or_default(),
+            hostname: self.hostname.clone().unwrap_or_default(),
+            labels,
+            mounts,
+            resources: Some(pb::Resources {
+                cpu_millis,
+                memory_bytes,
+                memory_swap_bytes,
+                pids_limit: self.pids_limit.unwrap_or(0),
+                cpuset_cpus: self.cpuset_cpus.clone().unwrap_or_default(),
+                io_weight: self.blkio_weight.unwrap_or(0),
+                cpu_shares: self.cpu_shares.unwrap_or(0),
+                unified: HashMap::new(),
+            }),
+            network_mode: self.network.clone(),
+            restart_policy: Some(pb::RestartPolicy {
+                name: policy,
+                max_retries,
+            }),
+            tty: self.tty,
+            open_stdin: self.interactive,
+            stop_signal: self.stop_signal.clone().unwrap_or_default(),
+            stop_timeout_secs: self.stop_timeout,
+            auto_remove: self.rm,
+            read_only_rootfs: self.read_only,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+        })
+    }
+
+    /// Sends Create; returns the id, or the exit status after reporting the failure.
+    pub async fn create(&self, ctx: &Ctx) -> Result<String, i32> {
+        let config = self.config().map_err(|e| {
+            eprintln!("minictl: {e}");
+            crate::EXIT_FAILURE
+        })?;
+        let mut c = ctx.client.containers.clone();
+        match c
+            .create(pb::CreateRequest {
+                name: self.name.clone().unwrap_or_default(),
+                config: Some(config),
+            })
+            .await
+        {
+            Ok(r) => {
+                let r = r.into_inner();
+                for w in r.warnings {
+                    eprintln!("WARNING: {w}");
+                }
+                Ok(r.id)
+            }
+            Err(s) => Err(ctx.fail(s)),
+        }
+    }
+
+    pub async fn run(&self, ctx: &Ctx) -> i32 {
+        match self.create(ctx).await {
+            Ok(id) => {
+                crate::output::print_str(&format!("{id}\n"));
+                0
+            }
+            Err(code) => code,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn malformed_flags_are_named() {
+        assert!(parse_size("12Q").unwrap_err().contains("not a size"));
+        assert_eq!(parse_size("64m"), Ok(64 << 20));
+        let base = |f: &dyn Fn(&mut CreateArgs)| {
+            let mut a = CreateArgs {
+                help: None,
+                name: None,
+                env: vec![],
+                env_file: vec![],
+                volumes: vec![],
+                mounts: vec![],
+                tmpfs: vec![],
+                memory: None,
+                memory_swap: None,
+                cpus: None,
+                cpu_shares: None,
+                cpuset_cpus: None,
+                pids_limit: None,
+                blkio_weight: None,
+                restart: "no".into(),
+                labels: vec![],
+                user: None,
+                workdir: None,
+                entrypoint: None,
+                hostname: None,
+                network: "none".into(),
+                read_only: false,
+                cap_add: vec![],
+                cap_drop: vec![],
+                stop_signal: None,
+                stop_timeout: None,
+                tty: false,
+                interactive: false,
+                rm: false,
+                image: "busybox".into(),
+                cmd: vec![],
+            };
+            f(&mut a);
+            a.config()
+        };
+        assert!(base(&|a| a.memory = Some("12Q".into()))
+            .unwrap_err()
+            .contains("--memory"));
+        assert!(base(&|a| a.cpus = Some("lots".into()))
+            .unwrap_err()
+            .contains("--cpus"));
+        assert!(base(&|a| a.cpus = Some("-1".into()))
+            .unwrap_err()
+            .contains("--cpus"));
+        assert!(base(&|a| a.restart = "sometimes".into())
+            .unwrap_err()
+            .contains("--restart"));
+        assert!(base(&|a| a.volumes = vec!["data:/x".into()])
+            .unwrap_err()
+            .contains("named volumes"));
+        let c = base(&|a| {
+            a.cpus = Some("0.5".into());
+            a.memory = Some("64m".into());
+            a.restart = "on-failure:3".into();
+            a.volumes = vec!["/tmp:/host-tmp:ro".into()];
+        })
+        .unwrap();
+        let r = c.resources.unwrap();
+        assert_eq!((r.cpu_millis, r.memory_bytes), (500, 64 << 20));
+        let p = c.restart_policy.unwrap();
+        assert_eq!((p.name.as_str(), p.max_retries), ("on-failure", 3));
+        assert!(c.mounts[0].read_only);
+    }
+}

@@ -1,0 +1,247 @@
+//! minictl's commands, one per file, each a clap struct with an `async fn run`.
+//!
+//! Global options name the node and the TLS files; a command gets a [`Ctx`] with a connected
+//! [`Client`] and the output format. A command returns its exit status: the container's for
+//! `run`, `wait` and `exec`; 0 on success; [`crate::EXIT_FAILURE`] (125) when minictl or the
+//! node failed, with the reason on stderr.
+
+mod container_ops;
+mod create;
+mod events;
+mod exec;
+mod images;
+mod import;
+mod inspect;
+mod logs;
+mod nodes;
+mod pki;
+mod ps;
+mod rm;
+mod run;
+mod stats;
+mod update;
+mod wait;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::client::{call_error, Client};
+use crate::output::Format;
+use crate::tls::TlsFiles;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "minictl",
+    version,
+    about = "Run and manage containers on mini nodes",
+    after_help = "Without --node, minictl talks to the local node (127.0.0.1:7000) with the \
+                  development certificates a local `minid serve` writes to /var/lib/minid/pki."
+)]
+pub struct Cli {
+    /// Node to talk to, host:port
+    #[arg(
+        long,
+        global = true,
+        env = "MINICTL_NODE",
+        default_value = "127.0.0.1:7000"
+    )]
+    pub node: String,
+    /// CA certificate that signs the nodes' certificates (PEM)
+    #[arg(long, global = true, env = "MINICTL_TLS_CA")]
+    pub tls_ca: Option<PathBuf>,
+    /// Our client certificate (PEM)
+    #[arg(long, global = true, env = "MINICTL_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// Our client key (PEM)
+    #[arg(long, global = true, env = "MINICTL_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Output format
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start a container; attached, exits with the container's status
+    #[command(disable_help_flag = true)]
+    Run(run::RunArgs),
+    /// Create a container without starting it
+    #[command(disable_help_flag = true)]
+    Create(create::CreateArgs),
+    /// Start one or more created or stopped containers
+    Start(container_ops::StartArgs),
+    /// Stop containers: the stop signal, then SIGKILL after the timeout
+    Stop(container_ops::StopArgs),
+    /// Restart containers
+    Restart(container_ops::StopArgs),
+    /// Send a signal to containers
+    Kill(container_ops::KillArgs),
+    /// Freeze every process of containers
+    Pause(container_ops::Targets),
+    /// Thaw paused containers
+    Unpause(container_ops::Targets),
+    /// Remove containers
+    Rm(rm::RmArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// Show a container's output
+    Logs(logs::LogsArgs),
+    /// Show containers' details as JSON
+    Inspect(inspect::InspectArgs),
+    /// Block until containers stop; print their exit codes
+    Wait(wait::WaitArgs),
+    /// Live resource usage of containers
+    Stats(stats::StatsArgs),
+    /// Run a command in a running container
+    Exec(exec::ExecArgs),
+    /// Change a container's limits or restart policy while it runs
+    Update(update::UpdateArgs),
+    /// Lifecycle events as they happen
+    Events(events::EventsArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Import an image from a rootfs tar, docker-archive or OCI archive
+    Import(import::ImportArgs),
+    /// Remove images
+    Rmi(images::RmiArgs),
+    /// Give an image another name
+    Tag(images::TagArgs),
+    /// Capacity, allocations and facts of the node
+    Nodes(nodes::NodesArgs),
+    /// Versions of minictl and the node
+    Version,
+    /// Manage the cluster's certificates (CA, nodes, clients, revocation)
+    Pki(pki::PkiArgs),
+}
+
+/// What a command runs with.
+pub struct Ctx {
+    pub client: Client,
+    pub format: Format,
+}
+
+impl Ctx {
+    /// Reports a failed call on stderr; returns the exit status for it.
+    pub fn fail(&self, s: tonic::Status) -> i32 {
+        let e = call_error(&self.client.addr, s);
+        eprintln!("minictl: {e}");
+        exit_for(&e.message)
+    }
+}
+
+/// Docker's statuses for a command that could not be run: 126 (cannot be invoked), 127 (not
+/// found); otherwise 125.
+pub fn exit_for(message: &str) -> i32 {
+    if message.ends_with("(exit code 127)") {
+        127
+    } else if message.ends_with("(exit code 126)") {
+        126
+    } else {
+        crate::EXIT_FAILURE
+    }
+}
+
+pub async fn run(cli: Cli) -> i32 {
+    let command = match cli.command {
+        Command::Pki(p) => return pki::run(p),
+        other => other,
+    };
+    let files = TlsFiles {
+        ca: cli.tls_ca,
+        cert: cli.tls_cert,
+        key: cli.tls_key,
+    };
+    let client = match files.resolve().and_then(|f| Client::connect(&cli.node, &f)) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("minictl: {e:#}");
+            return crate::EXIT_FAILURE;
+        }
+    };
+    let ctx = Ctx {
+        client,
+        format: cli.format,
+    };
+    match command {
+        Command::Run(a) => a.run(&ctx).await,
+        Command::Create(a) => a.run(&ctx).await,
+        Command::Start(a) => a.run(&ctx).await,
+        Command::Stop(a) => a.run(&ctx, false).await,
+        Command::Restart(a) => a.run(&ctx, true).await,
+        Command::Kill(a) => a.run(&ctx).await,
+        Command::Pause(a) => a.pause(&ctx, true).await,
+        Command::Unpause(a) => a.pause(&ctx, false).await,
+        Command::Rm(a) => a.run(&ctx).await,
+        Command::Ps(a) => a.run(&ctx).await,
+        Command::Logs(a) => a.run(&ctx).await,
+        Command::Inspect(a) => a.run(&ctx).await,
+        Command::Wait(a) => a.run(&ctx).await,
+        Command::Stats(a) => a.run(&ctx).await,
+        Command::Exec(a) => a.run(&ctx).await,
+        Command::Update(a) => a.run(&ctx).await,
+        Command::Events(a) => a.run(&ctx).await,
+        Command::Images(a) => a.run(&ctx).await,
+        Command::Import(a) => a.run(&ctx).await,
+        Command::Rmi(a) => a.run(&ctx).await,
+        Command::Tag(a) => a.run(&ctx).await,
+        Command::Nodes(a) => a.run(&ctx).await,
+        Command::Version => nodes::version(&ctx).await,
+        Command::Pki(p) => pki::run(p),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn docker_flags_parse() {
+        let c = Cli::try_parse_from([
+            "minictl",
+            "--node",
+            "10.0.0.5:7000",
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "-m",
+            "64m",
+            "--cpus",
+            "0.5",
+            "-e",
+            "A=1",
+            "-l",
+            "tier=web",
+            "--restart",
+            "on-failure:3",
+            "busybox",
+            "sh",
+            "-c",
+            "echo hi",
+        ])
+        .unwrap();
+        assert_eq!(c.node, "10.0.0.5:7000");
+        match c.command {
+            Command::Run(r) => {
+                assert!(r.detach);
+                assert_eq!(r.create.image, "busybox");
+                assert_eq!(r.create.cmd, vec!["sh", "-c", "echo hi"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["minictl", "run"]).is_err(),
+            "an image is required"
+        );
+        assert!(Cli::try_parse_from(["minictl", "logs", "--tail", "x", "web"]).is_err());
+    }
+}

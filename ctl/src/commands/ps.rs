@@ -1,0 +1,120 @@
+//! `minictl ps`: Docker's columns, `-a`, `-q`, `--filter`, `--no-trunc`, `--format json`.
+
+use clap::Args;
+use mini_proto::v1 as pb;
+
+use super::Ctx;
+use crate::output::{ago, human_duration, print_json_line, print_str, short_id, Format, Table};
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Show all containers (default: running ones)
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only ids
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Filter: label=K[=V], status=S, name=N, id=PREFIX, image=I
+    #[arg(short = 'f', long = "filter")]
+    pub filters: Vec<String>,
+    /// Do not cut ids and commands
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+/// Docker's STATUS column: `Up 2 minutes`, `Exited (0) 3 seconds ago`, `Created`.
+pub fn status_text(st: &pb::ContainerState) -> String {
+    let since = |t: &str| {
+        humantime::parse_rfc3339_weak(t)
+            .ok()
+            .and_then(|t| std::time::SystemTime::now().duration_since(t).ok())
+            .map(human_duration)
+            .unwrap_or_default()
+    };
+    match st.status.as_str() {
+        "running" => format!("Up {}", since(&st.started_at)),
+        "paused" => format!("Up {} (Paused)", since(&st.started_at)),
+        "exited" => format!("Exited ({}) {}", st.exit_code, ago(&st.finished_at)),
+        "restarting" => format!("Restarting ({}) {}", st.exit_code, ago(&st.finished_at)),
+        "created" => "Created".into(),
+        "dead" => "Dead".into(),
+        other => other.to_string(),
+    }
+}
+
+pub fn info_json(c: &pb::ContainerInfo) -> serde_json::Value {
+    let st = c.state.clone().unwrap_or_default();
+    serde_json::json!({
+        "ID": c.id, "Names": c.name, "Image": c.image, "ImageID": c.image_id,
+        "Command": c.command.join(" "), "CreatedAt": c.created_at, "State": st.status,
+        "Status": status_text(&st), "Pid": st.pid, "ExitCode": st.exit_code,
+        "OOMKilled": st.oom_killed, "StartedAt": st.started_at, "FinishedAt": st.finished_at,
+        "RestartCount": c.restart_count, "Node": c.node,
+        "Labels": c.config.as_ref().map(|x| x.labels.clone()).unwrap_or_default(),
+    })
+}
+
+impl PsArgs {
+    pub async fn run(&self, ctx: &Ctx) -> i32 {
+        let mut c = ctx.client.containers.clone();
+        let mut s = match c
+            .list(pb::ListRequest {
+                all: self.all,
+                filters: self.filters.clone(),
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) => return ctx.fail(s),
+        };
+        let mut items = Vec::new();
+        loop {
+            match s.message().await {
+                Ok(Some(i)) => items.push(i),
+                Ok(None) => break,
+                Err(st) => return ctx.fail(st),
+            }
+        }
+        if self.quiet {
+            let ids: String = items
+                .iter()
+                .map(|i| short_id(&i.id, self.no_trunc) + "\n")
+                .collect();
+            print_str(&ids);
+            return 0;
+        }
+        if ctx.format == Format::Json {
+            for i in &items {
+                print_json_line(&info_json(i));
+            }
+            return 0;
+        }
+        let mut t = Table::new(&[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "CREATED",
+            "STATUS",
+            "PORTS",
+            "NAMES",
+        ]);
+        for i in &items {
+            let st = i.state.clone().unwrap_or_default();
+            let mut cmd = i.command.join(" ");
+            if !self.no_trunc && cmd.chars().count() > 20 {
+                cmd = cmd.chars().take(19).collect::<String>() + "…";
+            }
+            t.row(vec![
+                short_id(&i.id, self.no_trunc),
+                i.image.clone(),
+                format!("\"{cmd}\""),
+                ago(&i.created_at),
+                status_text(&st),
+                String::new(),
+                i.name.clone(),
+            ]);
+        }
+        t.print();
+        0
+    }
+}

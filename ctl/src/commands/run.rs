@@ -1,0 +1,137 @@
+//! `minictl run`: create, attach to the output, start, and exit with the container's status
+//! (or print the id with `-d`).
+//!
+//! The log stream is opened before the container starts, so not a byte of its output is
+//! missed; the stream ends after the container's last line. The exit comes from `Wait`
+//! (`not-running`, after start): the node remembers the exit of an auto-removed container for
+//! a while, so `--rm` does not lose it.
+
+use std::io::Write;
+
+use clap::Args;
+use mini_proto::v1 as pb;
+
+use super::create::CreateArgs;
+use super::Ctx;
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Run in the background and print the container id
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    #[command(flatten)]
+    pub create: CreateArgs,
+}
+
+/// Writes log entries to our stdout/stderr as they come; returns when the stream ends.
+pub async fn copy_logs(
+    mut s: tonic::Streaming<pb::LogsResponse>,
+    timestamps: bool,
+) -> Result<(), tonic::Status> {
+    while let Some(batch) = s.message().await? {
+        let mut out = std::io::stdout().lock();
+        let mut err = std::io::stderr().lock();
+        for e in batch.entries {
+            let w: &mut dyn Write = if e.stream == "stderr" {
+                &mut err
+            } else {
+                &mut out
+            };
+            if timestamps {
+                let _ = w.write_all(e.time.as_bytes());
+                let _ = w.write_all(b" ");
+            }
+            if w.write_all(&e.data).is_err() {
+                // Our reader went away (`| head`): stop quietly.
+                return Ok(());
+            }
+        }
+        let _ = out.flush();
+        let _ = err.flush();
+    }
+    Ok(())
+}
+
+impl RunArgs {
+    pub async fn run(&self, ctx: &Ctx) -> i32 {
+        let id = match self.create.create(ctx).await {
+            Ok(id) => id,
+            Err(code) => return code,
+        };
+        let mut c = ctx.client.containers.clone();
+        if self.detach {
+            if let Err(s) = c
+                .start(pb::StartRequest {
+                    container: id.clone(),
+                })
+                .await
+            {
+                return ctx.fail(s);
+            }
+            crate::output::print_str(&format!("{id}\n"));
+            return 0;
+        }
+        let logs = match c
+            .logs(pb::LogsRequest {
+                container: id.clone(),
+                follow: true,
+                ..Default::default()
+            })
+            .await
+        {
+            Ok(s) => s.into_inner(),
+            Err(s) => return ctx.fail(s),
+        };
+        let copier = tokio::spawn(copy_logs(logs, false));
+        if let Err(s) = c
+            .start(pb::StartRequest {
+                container: id.clone(),
+            })
+            .await
+        {
+            copier.abort();
+            let code = ctx.fail(s);
+            if self.create.rm {
+                let _ = c
+                    .remove(pb::RemoveRequest {
+                        container: id,
+                        force: true,
+                    })
+                    .await;
+            }
+            return code;
+        }
+        // Ctrl-C while attached: stop the container, as docker run's signal proxy would
+        // deliver SIGINT to it; the output and the exit follow as usual.
+        let mut c2 = c.clone();
+        let id2 = id.clone();
+        let proxy = tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                let _ = c2
+                    .kill(pb::KillRequest {
+                        container: id2.clone(),
+                        signal: "SIGINT".into(),
+                        all: false,
+                    })
+                    .await;
+            }
+        });
+        let exit = c
+            .wait(pb::WaitRequest {
+                container: id.clone(),
+                condition: "not-running".into(),
+            })
+            .await;
+        proxy.abort();
+        let copied = copier.await;
+        match exit {
+            Ok(w) => {
+                if let Ok(Err(s)) = copied {
+                    eprintln!("minictl: the log stream broke: {}", s.message());
+                }
+                w.into_inner().exit_code
+            }
+            Err(s) => ctx.fail(s),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The `minictl` binary: parse, run one command, exit with its status.
+
+use clap::Parser;
+
+fn main() {
+    let cli = minictl::commands::Cli::parse();
+    let code = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt.block_on(minictl::commands::run(cli)),
+        Err(e) => {
+            eprintln!("minictl: cannot start: {e}");
+            minictl::EXIT_FAILURE
+        }
+    };
+    std::process::exit(code);
+}

@@ -1,0 +1,310 @@
+//! Harness for the end-to-end tests: a real `minid serve` on 127.0.0.1 with a random port and
+//! a temporary state directory, driven through the `minictl` binary.
+//!
+//! The binaries are the workspace's own (`target/<profile>/minid`, `minictl`), built by
+//! `cargo build --workspace --all-targets` before the tests run (tests/run does that). Tests
+//! need root (namespaces, cgroups, overlay); without it they print `skipping: <reason>`.
+//! Everything a test starts is undone when its [`Node`] is dropped, also on failure: every
+//! container is removed through the agent (which unmounts, removes cgroups and stops shims),
+//! then the agent is stopped by pid.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Returns why privileged tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("not root: minid serve needs root for namespaces, cgroups and overlay".into());
+    }
+    None
+}
+
+/// Skips the calling test (with a printed reason) where the machine cannot run it.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if let Some(r) = $crate::skip_reason() {
+            eprintln!("skipping: {r}");
+            return;
+        }
+    };
+}
+
+/// `target/<profile>`, where the workspace's binaries are.
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test>-<hash>
+    exe.parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace first (cargo build --workspace --all-targets)",
+        p.display()
+    );
+    p
+}
+
+/// The busybox image tar (built once per test process from the host's busybox-static).
+pub fn busybox_tar(dir: &Path) -> PathBuf {
+    let out = dir.join("busybox.tar");
+    if !out.exists() {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../images/build-busybox.sh");
+        let st = Command::new(&script)
+            .arg(&out)
+            .stdout(Stdio::null())
+            .status()
+            .expect("run build-busybox.sh");
+        assert!(st.success(), "{} failed", script.display());
+    }
+    out
+}
+
+/// TLS files a client uses.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub ca: PathBuf,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// A running `minid serve`.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub state: PathBuf,
+    pub run: PathBuf,
+    pub port: u16,
+    pub child: Option<Child>,
+    /// Extra `serve` flags (TLS files) used at every (re)start.
+    pub serve_args: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl Node {
+    /// Starts an agent with the development PKI and imports the busybox image as `busybox`.
+    pub fn start() -> Node {
+        let n = Node::start_with(Vec::new());
+        let tar = busybox_tar(n.dir.path());
+        let out = n.ctl(&["import", tar.to_str().expect("utf-8 path"), "busybox"]);
+        assert!(out.status.success(), "import: {}", stderr(&out));
+        n
+    }
+
+    /// Starts an agent with extra `serve` flags and no image.
+    pub fn start_with(serve_args: Vec<String>) -> Node {
+        let dir = tempfile::Builder::new()
+            .prefix("mini-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let state = dir.path().join("state");
+        let run = dir.path().join("run");
+        let log = dir.path().join("minid.log");
+        let mut n = Node {
+            state,
+            run,
+            port: 0,
+            child: None,
+            serve_args,
+            log,
+            dir,
+        };
+        n.launch();
+        n
+    }
+
+    /// (Re)starts the agent process on the same state (and port, after the first start).
+    pub fn launch(&mut self) {
+        let listen = format!("127.0.0.1:{}", self.port);
+        let logf = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
+        let mut child = Command::new(bin("minid"))
+            .arg("--state-dir")
+            .arg(&self.state)
+            .arg("serve")
+            .arg("--listen")
+            .arg(&listen)
+            .arg("--run-root")
+            .arg(&self.run)
+            .args(&self.serve_args)
+            .stdout(Stdio::piped())
+            .stderr(logf)
+            .spawn()
+            .expect("start minid serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        let mut r = BufReader::new(stdout);
+        let read = r.read_line(&mut line);
+        if read.is_err() || !line.starts_with("minid listening on ") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "minid did not start: {line:?}\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+        }
+        self.port = line
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        self.child = Some(child);
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pki(&self) -> PathBuf {
+        self.state.join("pki")
+    }
+
+    /// The development operator identity.
+    pub fn admin(&self) -> Identity {
+        Identity {
+            ca: self.pki().join("ca.pem"),
+            cert: Some(self.pki().join("admin.pem")),
+            key: Some(self.pki().join("admin-key.pem")),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.as_ref().map(|c| c.id() as i32).unwrap_or(0)
+    }
+
+    /// SIGKILL to the agent (only the agent: containers live on under their shims).
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        if let Some(c) = &self.child {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+        }
+    }
+
+    /// minictl as the development operator.
+    pub fn ctl(&self, args: &[&str]) -> Output {
+        self.ctl_as(&self.admin(), &self.addr(), args)
+    }
+
+    /// minictl as the operator, started in the background with its stdout piped.
+    pub fn ctl_spawn(&self, args: &[&str]) -> Child {
+        self.command(&self.admin(), &self.addr(), args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start minictl")
+    }
+
+    fn command(&self, id: &Identity, addr: &str, args: &[&str]) -> Command {
+        let mut cmd = Command::new(bin("minictl"));
+        cmd.env_remove("MINICTL_TLS_CA")
+            .env_remove("MINICTL_TLS_CERT")
+            .env_remove("MINICTL_TLS_KEY")
+            .env("HOME", self.dir.path())
+            .arg("--node")
+            .arg(addr)
+            .arg("--tls-ca")
+            .arg(&id.ca);
+        if let (Some(c), Some(k)) = (&id.cert, &id.key) {
+            cmd.arg("--tls-cert").arg(c).arg("--tls-key").arg(k);
+        }
+        cmd.args(args).stdin(Stdio::null());
+        cmd
+    }
+
+    /// minictl with an identity against an address.
+    pub fn ctl_as(&self, id: &Identity, addr: &str, args: &[&str]) -> Output {
+        self.command(id, addr, args).output().expect("run minictl")
+    }
+
+    /// Runs minictl and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.ctl(args);
+        assert!(
+            out.status.success(),
+            "minictl {args:?} failed ({:?}): {}",
+            out.status.code(),
+            stderr(&out)
+        );
+        stdout(&out)
+    }
+
+    /// `inspect` of one container as JSON.
+    pub fn inspect(&self, c: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", c]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+        v[0].clone()
+    }
+
+    /// Polls `f` until it holds or `timeout` passes.
+    pub fn until(&self, timeout: Duration, what: &str, mut f: impl FnMut() -> bool) {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if f() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("timed out waiting for {what}");
+    }
+
+    /// The agent's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if self.child.is_none() {
+            self.launch();
+        }
+        // Remove every container through the agent: it kills them, waits for their shims,
+        // unmounts their root filesystems and removes their cgroups.
+        let out = self.ctl(&["ps", "-aq", "--no-trunc"]);
+        for id in stdout(&out).lines().filter(|l| !l.is_empty()) {
+            let _ = self.ctl(&["rm", "-f", id]);
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let end = Instant::now() + Duration::from_secs(5);
+            loop {
+                match c.try_wait() {
+                    Ok(Some(_)) => break,
+                    _ if Instant::now() > end => {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        break;
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+        }
+        // Image layers are mounted only inside containers; nothing else is mounted here.
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

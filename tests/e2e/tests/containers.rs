@@ -1,0 +1,332 @@
+//! Containers through minictl and a real minid serve: run, exit codes, logs, limits, stop,
+//! remove, and the errors a user sees for bad input.
+
+use std::time::Duration;
+
+use mini_e2e::{require_root, stderr, stdout, Node};
+
+#[test]
+fn run_rm_prints_and_exits_with_the_container_status() {
+    require_root!();
+    let n = Node::start();
+    let out = n.ctl(&["run", "--rm", "busybox", "echo", "hello"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n");
+    // --rm: nothing left.
+    assert_eq!(n.ok(&["ps", "-aq"]), "");
+
+    let out = n.ctl(&[
+        "run",
+        "--name",
+        "three",
+        "busybox",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    let i = n.inspect("three");
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 3);
+
+    // A signal: 128+N, as Docker reports it (pid 1 of a pid namespace only dies of KILL).
+    n.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "100"]);
+    n.ok(&["kill", "-s", "KILL", "sleeper"]);
+    let w = n.ctl(&["wait", "sleeper"]);
+    assert_eq!(w.status.code(), Some(128 + 9), "{}", stderr(&w));
+    assert_eq!(n.inspect("sleeper")["State"]["Signal"], 9);
+
+    // A command that does not exist: 127, and the reason.
+    let out = n.ctl(&["run", "--rm", "busybox", "/no/such/binary"]);
+    assert_eq!(out.status.code(), Some(127), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/no/such/binary"), "{}", stderr(&out));
+}
+
+#[test]
+fn output_bytes_are_kept_exactly() {
+    require_root!();
+    let n = Node::start();
+    // Invalid UTF-8, a partial last line, and an empty line must come back byte for byte.
+    let out = n.ctl(&[
+        "run",
+        "--rm",
+        "busybox",
+        "printf",
+        "a\\377b\\n\\nno newline",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"a\xffb\n\nno newline");
+}
+
+#[test]
+fn detached_container_limits_logs_stop_and_remove() {
+    require_root!();
+    let n = Node::start();
+    let id = n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "32",
+        "-l",
+        "tier=web",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while :; do i=$((i+1)); echo line $i; sleep 0.1; done",
+    ]);
+    let id = id.trim().to_string();
+    assert_eq!(id.len(), 64, "{id}");
+    let ps = n.ok(&["ps"]);
+    assert!(ps.starts_with("CONTAINER ID"), "{ps}");
+    assert!(
+        ps.contains("web") && ps.contains(&id[..12]) && ps.contains("Up "),
+        "{ps}"
+    );
+    assert_eq!(
+        n.ok(&["ps", "-q", "--filter", "label=tier=web"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(n.ok(&["ps", "-q", "--filter", "label=tier=db"]), "");
+
+    // The limits the kernel enforces, read from inside.
+    let i = n.inspect("web");
+    assert_eq!(i["HostConfig"]["Memory"], 64 << 20);
+    assert_eq!(i["State"]["Running"], true);
+    let stats = n.ok(&["stats", "--no-stream"]);
+    assert!(stats.contains("/ 64MiB"), "{stats}");
+
+    // Logs: the tail, then every new line exactly once (numbers are consecutive).
+    n.until(Duration::from_secs(5), "10 lines", || {
+        n.ok(&["logs", "web"]).lines().count() >= 10
+    });
+    let tail = n.ok(&["logs", "--tail", "3", "web"]);
+    assert_eq!(tail.lines().count(), 3, "{tail}");
+    let follow = n.ctl_spawn(&["logs", "-f", "--tail", "2", "web"]);
+    std::thread::sleep(Duration::from_millis(800));
+    // Stop ends the follower after the container's last line (sh as pid 1 ignores SIGTERM,
+    // so this also exercises the SIGKILL after the timeout).
+    let t0 = std::time::Instant::now();
+    n.ok(&["stop", "-t", "1", "web"]);
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let out = follow.wait_with_output().expect("follower");
+    assert!(out.status.success());
+    let nums: Vec<u64> = stdout(&out)
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().expect("line N"))
+        .collect();
+    assert!(nums.len() >= 6, "{nums:?}");
+    for w in nums.windows(2) {
+        assert_eq!(w[1], w[0] + 1, "a gap or a duplicate: {nums:?}");
+    }
+    let all: Vec<u64> = n
+        .ok(&["logs", "web"])
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().expect("line N"))
+        .collect();
+    assert_eq!(all.last(), nums.last(), "the follower got the last line");
+    let i = n.inspect("web");
+    assert_eq!(i["State"]["Status"], "exited");
+    assert_eq!(i["State"]["ExitCode"], 137);
+    let w = n.ctl(&["wait", "web"]);
+    assert_eq!(
+        w.status.code(),
+        Some(137),
+        "wait exits with the container's status"
+    );
+    assert_eq!(stdout(&w).trim(), "137");
+
+    // Start again (Docker's start of an exited container), then force-remove it running.
+    n.ok(&["start", "web"]);
+    assert_eq!(n.inspect("web")["State"]["Status"], "running");
+    let out = n.ctl(&["rm", "web"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
+    n.ok(&["rm", "-f", "web"]);
+    assert_eq!(n.ok(&["ps", "-aq"]), "");
+    // Removing again: -f is idempotent, plain rm says so.
+    assert_eq!(n.ctl(&["rm", "-f", "web"]).status.code(), Some(0));
+    let out = n.ctl(&["rm", "web"]);
+    assert!(
+        stderr(&out).contains("no such container"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn memory_limit_is_enforced_and_oom_reported() {
+    require_root!();
+    let n = Node::start();
+    // A shell that keeps doubling a string until the kernel kills it.
+    let out = n.ctl(&[
+        "run",
+        "--name",
+        "hog",
+        "-m",
+        "16m",
+        "busybox",
+        "sh",
+        "-c",
+        "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while :; do x=$x$x; done",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    let i = n.inspect("hog");
+    assert_eq!(i["State"]["OOMKilled"], true, "{i}");
+}
+
+#[test]
+fn bad_input_is_refused_with_a_clear_error_and_changes_nothing() {
+    require_root!();
+    let n = Node::start();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", "-m", "12Q", "busybox", "true"],
+            "\"12Q\" is not a size",
+        ),
+        (&["run", "--cpus", "lots", "busybox", "true"], "--cpus"),
+        (
+            &["run", "nosuch:latest", "true"],
+            "image \"nosuch:latest\" not found on node",
+        ),
+        (
+            &["run", "--name", "bad name", "busybox", "true"],
+            "invalid container name",
+        ),
+        (
+            &["run", "--restart", "sometimes", "busybox", "true"],
+            "--restart",
+        ),
+        (
+            &["run", "--cpus", "1000", "busybox", "true"],
+            "CPU unallocated",
+        ),
+        (
+            &["run", "-m", "100t", "busybox", "true"],
+            "memory unallocated",
+        ),
+        (&["logs", "nosuch"], "does not exist"),
+        (&["stop", "nosuch"], "does not exist"),
+        (
+            &["run", "-v", "/no/such/dir:/data", "busybox", "true"],
+            "does not exist on this node",
+        ),
+    ];
+    for (args, want) in cases {
+        let out = n.ctl(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(want),
+            "{args:?}: {:?} lacks {want:?}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(
+        n.ok(&["ps", "-aq"]),
+        "",
+        "a refused create left something behind"
+    );
+    // A duplicate name.
+    n.ok(&["create", "--name", "dup", "busybox", "true"]);
+    let out = n.ctl(&["create", "--name", "dup", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("already in use"), "{}", stderr(&out));
+    assert_eq!(n.ok(&["ps", "-aq"]).lines().count(), 1);
+}
+
+#[test]
+fn restart_policies_run_it_again_with_back_off() {
+    require_root!();
+    let n = Node::start();
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 1",
+    ]);
+    n.until(Duration::from_secs(10), "two restarts", || {
+        let i = n.inspect("flaky");
+        i["RestartCount"] == 2 && i["State"]["Status"] == "exited"
+    });
+    // on-failure:2 gives up after two restarts: three runs in the log.
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(n.inspect("flaky")["RestartCount"], 2);
+    assert_eq!(n.ok(&["logs", "flaky"]), "run\nrun\nrun\n");
+
+    // always, stopped by the user: not restarted.
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "loop",
+        "--restart",
+        "always",
+        "busybox",
+        "sh",
+        "-c",
+        "sleep 0.2; exit 0",
+    ]);
+    n.until(Duration::from_secs(10), "a restart", || {
+        n.inspect("loop")["RestartCount"].as_u64().unwrap_or(0) >= 1
+    });
+    n.ok(&["stop", "-t", "1", "loop"]);
+    let count = n.inspect("loop")["RestartCount"].clone();
+    std::thread::sleep(Duration::from_millis(1500));
+    let i = n.inspect("loop");
+    assert_eq!(
+        i["RestartCount"], count,
+        "a stopped container was restarted"
+    );
+    assert_ne!(i["State"]["Status"], "running");
+}
+
+#[test]
+fn events_and_node_info() {
+    require_root!();
+    let n = Node::start();
+    n.ok(&["run", "--rm", "--name", "ev", "busybox", "true"]);
+    let out = n.ok(&["--format", "json", "nodes"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("nodes json");
+    assert!(v["CpuMillis"].as_i64().unwrap_or(0) >= 1000, "{v}");
+    assert_eq!(v["CallerRole"], "operator");
+    // The recorded events of that run, in order.
+    let mut child = n.ctl_spawn(&[
+        "--format",
+        "json",
+        "events",
+        "--since",
+        "1h",
+        "--filter",
+        "container=ev",
+    ]);
+    std::thread::sleep(Duration::from_millis(700));
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("events output");
+    let actions: Vec<String> = stdout(&out)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("event json")["action"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        vec!["create", "start", "die", "destroy"],
+        "{actions:?}"
+    );
+}
