@@ -14,6 +14,9 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 #[derive(Clone)]
 pub struct Client {
     pub addr: String,
+    /// Kept to diagnose a refused connection.
+    tls: std::sync::Arc<rustls::ClientConfig>,
+    has_cert: bool,
     pub containers: ContainerServiceClient<Channel>,
     pub images: ImageServiceClient<Channel>,
     pub node: NodeServiceClient<Channel>,
@@ -23,9 +26,11 @@ impl Client {
     /// Prepares a connection to `addr` (dialled on the first call).
     pub fn connect(addr: &str, files: &TlsFiles) -> anyhow::Result<Client> {
         let cfg = tls::client_config(files)?;
-        let ch = tls::channel(addr, cfg)?;
+        let ch = tls::channel(addr, cfg.clone())?;
         Ok(Client {
             addr: addr.to_string(),
+            tls: std::sync::Arc::new(cfg),
+            has_cert: files.cert.is_some(),
             containers: ContainerServiceClient::new(ch.clone())
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
@@ -34,6 +39,30 @@ impl Client {
                 .max_encoding_message_size(MAX_MESSAGE),
             node: NodeServiceClient::new(ch),
         })
+    }
+
+    /// A failed call, said for a person (see [`call_error`]); a connection the node dropped
+    /// without an alert we saw is dialled again to hear the node's reason.
+    pub fn explain(&self, s: tonic::Status) -> CallError {
+        let mut e = call_error(&self.addr, s);
+        if e.transport && !e.explained {
+            let why = tls::diagnose(
+                &self.addr,
+                self.tls.clone(),
+                std::time::Duration::from_secs(2),
+            );
+            match why {
+                Some(w) => e.message = format!("cannot talk to node {}: {w}", self.addr),
+                None if !self.has_cert => {
+                    e.message = format!(
+                        "{} (no client certificate was given: give --tls-cert and --tls-key)",
+                        e.message
+                    )
+                }
+                None => {}
+            }
+        }
+        e
     }
 }
 
@@ -44,15 +73,26 @@ impl Client {
 pub struct CallError {
     pub code: tonic::Code,
     pub message: String,
+    /// The call never reached the node's service (connection or TLS failure).
+    pub transport: bool,
+    /// A TLS refusal was recognised and explained.
+    pub explained: bool,
 }
 
 pub fn call_error(addr: &str, s: tonic::Status) -> CallError {
     use std::error::Error;
+    // A status the node sent carries its response metadata; one made here on a broken
+    // connection has none (and often the transport error as its source).
     let transport = matches!(
         s.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Internal
-    ) && s.source().is_some();
-    let message = if let Some(why) = tls::explain(&s) {
+        tonic::Code::Unavailable
+            | tonic::Code::Unknown
+            | tonic::Code::Cancelled
+            | tonic::Code::Internal
+    ) && (s.source().is_some() || s.metadata().is_empty());
+    let why = tls::explain(&s);
+    let explained = why.is_some();
+    let message = if let Some(why) = why {
         format!("cannot talk to node {addr}: {why}")
     } else if transport {
         let mut chain = Vec::new();
@@ -68,5 +108,7 @@ pub fn call_error(addr: &str, s: tonic::Status) -> CallError {
     CallError {
         code: s.code(),
         message,
+        transport,
+        explained,
     }
 }

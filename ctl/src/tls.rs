@@ -169,6 +169,33 @@ fn display_host_port(host: &str, port: u16) -> String {
     }
 }
 
+/// Dials the node again with nothing to send, only to hear why it refuses us: in TLS 1.3 the
+/// node judges our certificate after our side of the handshake is done, and its alert can
+/// lose the race with the first request's write (which then fails with a broken pipe).
+/// Waiting quietly for the node's first word gets the alert itself. Blocks for at most
+/// `timeout`; None when the node has nothing against us.
+pub fn diagnose(
+    addr: &str,
+    cfg: Arc<rustls::ClientConfig>,
+    timeout: std::time::Duration,
+) -> Option<String> {
+    use std::io::Read;
+    let (host, port) = split_addr(addr).ok()?;
+    let name = ServerName::try_from(host.clone()).ok()?.to_owned();
+    let addrs = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)).ok()?;
+    let mut sock = addrs
+        .into_iter()
+        .find_map(|a| std::net::TcpStream::connect_timeout(&a, timeout).ok())?;
+    sock.set_read_timeout(Some(timeout)).ok()?;
+    let mut conn = rustls::ClientConnection::new(cfg, name).ok()?;
+    let mut tls = rustls::Stream::new(&mut conn, &mut sock);
+    let mut b = [0u8; 1];
+    // Any byte, or a timeout, means the node accepted us; only an error carries a reason.
+    let e = tls.read(&mut b).err()?;
+    let inner = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>());
+    inner.map(explain_rustls)
+}
+
 /// Finds a TLS failure in an error chain and says what it most likely means.
 pub fn explain(err: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
@@ -197,7 +224,9 @@ fn explain_rustls(e: &rustls::Error) -> String {
         E::AlertReceived(A::CertificateRequired) => {
             "the node requires a client certificate and none was sent: give --tls-cert and --tls-key".into()
         }
-        E::AlertReceived(A::UnknownCA) => {
+        // decrypt_error: a CA with the same name but another key signed it (two clusters
+        // whose CAs were both made with the default name).
+        E::AlertReceived(A::UnknownCA | A::DecryptError) => {
             "the node does not trust the CA that signed our client certificate (a certificate from another cluster's CA?)".into()
         }
         E::AlertReceived(A::CertificateExpired) => {

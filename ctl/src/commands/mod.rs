@@ -26,7 +26,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
-use crate::client::{call_error, Client};
+use crate::client::Client;
 use crate::output::Format;
 use crate::tls::TlsFiles;
 
@@ -126,7 +126,7 @@ pub struct Ctx {
 impl Ctx {
     /// Reports a failed call on stderr; returns the exit status for it.
     pub fn fail(&self, s: tonic::Status) -> i32 {
-        let e = call_error(&self.client.addr, s);
+        let e = self.client.explain(s);
         eprintln!("minictl: {e}");
         exit_for(&e.message)
     }

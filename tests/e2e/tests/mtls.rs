@@ -1,0 +1,253 @@
+//! Mutual TLS against a real agent: who is refused, what minictl says about it, roles, and
+//! certificate rotation by SIGHUP without a restart.
+
+#![allow(clippy::unwrap_used)] // test helpers
+
+use std::path::Path;
+use std::time::Duration;
+
+use mini_e2e::{require_root, stderr, stdout, Identity, Node};
+use minictl::pki::{self, Role, Subject, Validity};
+
+/// A cluster PKI in `dir`: CA, a node certificate for 127.0.0.1 and `node1`, an operator and
+/// a viewer.
+fn cluster_pki(dir: &Path) {
+    pki::create_ca(dir, "test cluster CA", Validity::days(30)).unwrap();
+    let (c, k) = pki::cert_paths(dir, "node");
+    pki::issue(
+        dir,
+        &Subject::Node {
+            name: "node1".into(),
+            dns: vec!["node1".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+        },
+        Validity::days(30),
+        &c,
+        &k,
+        false,
+    )
+    .unwrap();
+    for (name, role) in [("ops", Role::Operator), ("watcher", Role::Viewer)] {
+        let (c, k) = pki::cert_paths(dir, name);
+        pki::issue(
+            dir,
+            &Subject::Client {
+                name: name.into(),
+                role,
+            },
+            Validity::days(30),
+            &c,
+            &k,
+            false,
+        )
+        .unwrap();
+    }
+}
+
+fn id(dir: &Path, name: &str) -> Identity {
+    let (c, k) = pki::cert_paths(dir, name);
+    Identity {
+        ca: dir.join("ca.pem"),
+        cert: Some(c),
+        key: Some(k),
+    }
+}
+
+fn start(dir: &Path) -> Node {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    Node::start_with(vec![
+        "--tls-cert".into(),
+        p("node.pem"),
+        "--tls-key".into(),
+        p("node-key.pem"),
+        "--tls-ca".into(),
+        p("ca.pem"),
+        "--tls-crl".into(),
+        p("crl.pem"),
+    ])
+}
+
+#[test]
+fn refusals_are_explained_and_roles_enforced() {
+    require_root!();
+    let pkid = tempfile::tempdir().unwrap();
+    let dir = pkid.path();
+    cluster_pki(dir);
+    let n = start(dir);
+    let addr = n.addr();
+
+    // A good operator: accepted.
+    let ops = id(dir, "ops");
+    let out = n.ctl_as(&ops, &addr, &["--format", "json", "nodes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("\"CallerRole\":\"operator\""),
+        "{}",
+        stdout(&out)
+    );
+
+    // No client certificate.
+    let anon = Identity {
+        ca: dir.join("ca.pem"),
+        cert: None,
+        key: None,
+    };
+    let out = n.ctl_as(&anon, &addr, &["ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("requires a client certificate"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A certificate from another CA.
+    let other = tempfile::tempdir().unwrap();
+    cluster_pki(other.path());
+    let foreign = Identity {
+        ca: dir.join("ca.pem"),
+        ..id(other.path(), "ops")
+    };
+    let out = n.ctl_as(&foreign, &addr, &["ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("does not trust the CA"),
+        "{}",
+        stderr(&out)
+    );
+
+    // An expired certificate.
+    let (c, k) = pki::cert_paths(dir, "old");
+    let now = time::OffsetDateTime::now_utc();
+    pki::issue(
+        dir,
+        &Subject::Client {
+            name: "old".into(),
+            role: Role::Operator,
+        },
+        Validity {
+            not_before: now - time::Duration::days(10),
+            not_after: now - time::Duration::days(1),
+        },
+        &c,
+        &k,
+        false,
+    )
+    .unwrap();
+    let out = n.ctl_as(&id(dir, "old"), &addr, &["ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+
+    // A viewer may look but not change anything.
+    let viewer = id(dir, "watcher");
+    let out = n.ctl_as(&viewer, &addr, &["ps", "-a"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = n.ctl_as(&viewer, &addr, &["create", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("needs the operator role"),
+        "{}",
+        stderr(&out)
+    );
+
+    // The node's certificate does not name "localhost": the client refuses the node.
+    let out = n.ctl_as(&ops, &format!("localhost:{}", n.port), &["ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("does not name the address"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Revoked: after the CRL is rewritten and the node told (SIGHUP), the operator is out.
+    pki::revoke(dir, &pki::cert_paths(dir, "ops").0).unwrap();
+    n.signal(nix::sys::signal::Signal::SIGHUP);
+    n.until(
+        Duration::from_secs(5),
+        "the revocation to take effect",
+        || {
+            let out = n.ctl_as(&ops, &addr, &["ps"]);
+            out.status.code() == Some(125) && stderr(&out).contains("revoked")
+        },
+    );
+    // The listener survived the reload: the viewer still gets in.
+    let out = n.ctl_as(&viewer, &addr, &["ps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn sighup_serves_a_rotated_certificate_without_a_restart() {
+    require_root!();
+    let pkid = tempfile::tempdir().unwrap();
+    let dir = pkid.path();
+    cluster_pki(dir);
+    let n = start(dir);
+    let pid = n.pid();
+    let ops = id(dir, "ops");
+    let before = served_serial(&n.addr(), dir);
+    let (c, k) = pki::cert_paths(dir, "node");
+    pki::issue(
+        dir,
+        &Subject::Node {
+            name: "node1".into(),
+            dns: vec!["node1".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+        },
+        Validity::days(30),
+        &c,
+        &k,
+        true,
+    )
+    .unwrap();
+    n.signal(nix::sys::signal::Signal::SIGHUP);
+    n.until(
+        Duration::from_secs(5),
+        "the new certificate to be served",
+        || served_serial(&n.addr(), dir) != before,
+    );
+    assert_eq!(n.pid(), pid, "the agent was not restarted");
+    assert_eq!(
+        served_serial(&n.addr(), dir),
+        pki::inspect(&c).unwrap().serial
+    );
+    let out = n.ctl_as(&ops, &n.addr(), &["ps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// The serial of the certificate the node serves now (a fresh TLS connection).
+fn served_serial(addr: &str, dir: &Path) -> String {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(dir.join("ca.pem")).unwrap();
+    for c in rustls_pki_types::pem::PemObject::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let (cp, kp) = pki::cert_paths(dir, "watcher");
+    let certs: Vec<rustls_pki_types::CertificateDer> =
+        rustls_pki_types::pem::PemObject::pem_slice_iter(&std::fs::read(cp).unwrap())
+            .map(|c| c.unwrap())
+            .collect();
+    let key =
+        <rustls_pki_types::PrivateKeyDer as rustls_pki_types::pem::PemObject>::from_pem_slice(
+            &std::fs::read(kp).unwrap(),
+        )
+        .unwrap();
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(certs, key)
+    .unwrap();
+    let mut conn = rustls::ClientConnection::new(
+        Arc::new(cfg),
+        rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let mut sock = std::net::TcpStream::connect(addr).unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    let der = conn.peer_certificates().unwrap()[0].clone();
+    pki::parse_der(der.as_ref()).unwrap().serial
+}
