@@ -43,6 +43,9 @@ enum Command {
         #[command(subcommand)]
         command: minid::cli::image::ImageCommand,
     },
+    /// Run a process in a running container (started by minid serve; not for direct use)
+    #[command(hide = true)]
+    ExecHelper(minid::engine::container::exec::ExecArgs),
     /// Serve the node's gRPC API (ContainerService, ImageService, NodeService) over mutual TLS
     Serve(minid::server::ServeArgs),
     /// Per-container monitor (started by `runtime create`; not for direct use)
@@ -109,6 +112,7 @@ fn main() {
             }
         },
         Command::Shim(args) => minid::shim::main(args),
+        Command::ExecHelper(args) => minid::engine::container::exec::main(args),
         Command::Serve(args) => match minid::server::run(cli.state_dir, args) {
             Ok(()) => 0,
             Err(e) => {

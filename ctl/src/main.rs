@@ -9,7 +9,13 @@ fn main() {
         .enable_all()
         .build()
     {
-        Ok(rt) => rt.block_on(minictl::commands::run(cli)),
+        Ok(rt) => {
+            let code = rt.block_on(minictl::commands::run(cli));
+            // Not a graceful shutdown: a task blocked reading our stdin (exec -i, an
+            // attached run) would hold it forever.
+            rt.shutdown_background();
+            code
+        }
         Err(e) => {
             eprintln!("minictl: cannot start: {e}");
             minictl::EXIT_FAILURE

@@ -488,6 +488,16 @@ impl Daemon {
         let _ = self.events.send(ev);
     }
 
+    /// An exec session's start or end, as an event of its container.
+    pub fn exec_event(&self, action: &str, e: &Entry, cmd: &str, code: Option<i32>) {
+        let mut attrs = BTreeMap::new();
+        attrs.insert("execCommand".to_string(), cmd.to_string());
+        if let Some(c) = code {
+            attrs.insert("exitCode".to_string(), c.to_string());
+        }
+        self.emit(action, &e.meta(), attrs);
+    }
+
     /// Recent events (for `since`) and a receiver of new ones, taken together so that none
     /// falls between them.
     pub fn subscribe(&self) -> (Vec<Event>, broadcast::Receiver<Event>) {

@@ -315,9 +315,26 @@ impl ContainerService for Containers {
         req: Request<Streaming<pb::ExecRequest>>,
     ) -> Result<Response<Self::ExecStream>, Status> {
         auth::operator(&req, "exec")?;
-        Err(Status::unimplemented(
-            "exec is not available on this node yet (minid exec-helper is still to be built)",
-        ))
+        let mut input = req.into_inner();
+        let start = match input.message().await? {
+            Some(pb::ExecRequest {
+                msg: Some(pb::exec_request::Msg::Start(s)),
+            }) => s,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first Exec message must be start",
+                ))
+            }
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let d = self.daemon.clone();
+        let err_tx = tx.clone();
+        tokio::spawn(async move {
+            if let Err(s) = super::exec::run(d, start, input, tx).await {
+                let _ = err_tx.send(Err(s)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     type EventsStream = Stream_<pb::Event>;

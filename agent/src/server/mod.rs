@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod container;
 pub mod convert;
+pub mod exec;
 pub mod image;
 pub mod node;
 pub mod status;

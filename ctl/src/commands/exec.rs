@@ -1,13 +1,21 @@
 //! `minictl exec`: a command in a running container, over the bidirectional Exec rpc.
+//!
+//! `-i` forwards our stdin (its end becomes stdin-close); `-t` asks for a terminal, puts ours
+//! in raw mode for the session (so Ctrl-C and the like reach the container's process as
+//! bytes, as with `docker exec -it`) and forwards window size changes. The exit status is the
+//! process's.
 
 use clap::Args;
 use mini_proto::v1 as pb;
+use mini_proto::v1::exec_request::Msg as In;
+use mini_proto::v1::exec_response::Msg as Out;
+use tokio::io::AsyncReadExt;
 
 use super::Ctx;
 
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Keep stdin open
+    /// Keep stdin open and forward it
     #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Allocate a pseudo-terminal
@@ -16,13 +24,13 @@ pub struct ExecArgs {
     /// Environment variables
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
-    /// User
+    /// User (name or uid, optionally :group)
     #[arg(short = 'u', long)]
     pub user: Option<String>,
     /// Working directory
     #[arg(short = 'w', long)]
     pub workdir: Option<String>,
-    /// Detach: run in the background
+    /// Run in the background
     #[arg(short = 'd', long)]
     pub detach: bool,
     /// The container
@@ -32,10 +40,60 @@ pub struct ExecArgs {
     pub cmd: Vec<String>,
 }
 
+/// Our terminal's size, if stdout is one.
+fn term_size() -> Option<(u32, u32)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes into the winsize we own.
+    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
+    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row as u32, ws.ws_col as u32))
+}
+
+/// Raw mode on our terminal for as long as it lives.
+struct RawMode(Option<nix::sys::termios::Termios>);
+
+impl RawMode {
+    fn enter(want: bool) -> RawMode {
+        use nix::sys::termios;
+        if !want || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            return RawMode(None);
+        }
+        let stdin = std::io::stdin();
+        let Ok(orig) = termios::tcgetattr(&stdin) else {
+            return RawMode(None);
+        };
+        let mut raw = orig.clone();
+        termios::cfmakeraw(&mut raw);
+        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
+        RawMode(Some(orig))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        if let Some(t) = &self.0 {
+            let _ = nix::sys::termios::tcsetattr(
+                std::io::stdin(),
+                nix::sys::termios::SetArg::TCSANOW,
+                t,
+            );
+        }
+    }
+}
+
 impl ExecArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
+        let (rows, cols) = if self.tty {
+            term_size().unwrap_or((24, 80))
+        } else {
+            (0, 0)
+        };
         let start = pb::ExecRequest {
-            msg: Some(pb::exec_request::Msg::Start(pb::ExecStart {
+            msg: Some(In::Start(pb::ExecStart {
                 container: self.container.clone(),
                 cmd: self.cmd.clone(),
                 env: self.env.clone(),
@@ -43,33 +101,104 @@ impl ExecArgs {
                 workdir: self.workdir.clone().unwrap_or_default(),
                 tty: self.tty,
                 stdin: self.interactive,
-                rows: 0,
-                cols: 0,
+                rows,
+                cols,
+                detach: self.detach,
             })),
         };
+        let (tx, rx) = tokio::sync::mpsc::channel::<pb::ExecRequest>(16);
+        if tx.send(start).await.is_err() {
+            return crate::EXIT_FAILURE;
+        }
         let mut c = ctx.client.containers.clone();
-        let mut s = match c.exec(tokio_stream::iter(vec![start])).await {
+        let mut s = match c
+            .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
             Ok(s) => s.into_inner(),
             Err(st) => return ctx.fail(st),
         };
+        let _raw = RawMode::enter(self.tty && self.interactive && !self.detach);
+        let mut tasks = Vec::new();
+        if self.interactive && !self.detach {
+            let tx2 = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut stdin = tokio::io::stdin();
+                let mut buf = vec![0u8; 16 << 10];
+                loop {
+                    match stdin.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            let _ = tx2
+                                .send(pb::ExecRequest {
+                                    msg: Some(In::StdinClose(true)),
+                                })
+                                .await;
+                            return;
+                        }
+                        Ok(n) => {
+                            if tx2
+                                .send(pb::ExecRequest {
+                                    msg: Some(In::Stdin(buf[..n].to_vec())),
+                                })
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }));
+        }
+        if self.tty && !self.detach {
+            let tx2 = tx.clone();
+            tasks.push(tokio::spawn(async move {
+                let Ok(mut winch) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
+                else {
+                    return;
+                };
+                while winch.recv().await.is_some() {
+                    if let Some((rows, cols)) = term_size() {
+                        let msg = pb::ExecRequest {
+                            msg: Some(In::Resize(pb::TerminalSize { rows, cols })),
+                        };
+                        if tx2.send(msg).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            }));
+        }
+        // Without -i the request stream ends here; the output continues.
+        drop(tx);
         let mut code = 0;
         loop {
             match s.message().await {
                 Ok(Some(m)) => match m.msg {
-                    Some(pb::exec_response::Msg::Stdout(b)) => {
+                    Some(Out::Stdout(b)) => {
                         use std::io::Write;
-                        let _ = std::io::stdout().write_all(&b);
+                        let mut o = std::io::stdout().lock();
+                        let _ = o.write_all(&b);
+                        let _ = o.flush();
                     }
-                    Some(pb::exec_response::Msg::Stderr(b)) => {
+                    Some(Out::Stderr(b)) => {
                         use std::io::Write;
                         let _ = std::io::stderr().write_all(&b);
                     }
-                    Some(pb::exec_response::Msg::Exit(x)) => code = x.exit_code,
+                    Some(Out::Exit(x)) => code = x.exit_code,
                     _ => {}
                 },
-                Ok(None) => return code,
-                Err(st) => return ctx.fail(st),
+                Ok(None) => break,
+                Err(st) => {
+                    drop(_raw);
+                    return ctx.fail(st);
+                }
             }
         }
+        for t in tasks {
+            t.abort();
+        }
+        code
     }
 }

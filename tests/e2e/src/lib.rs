@@ -209,6 +209,11 @@ impl Node {
             .expect("start minictl")
     }
 
+    /// minictl as the operator, to be spawned with stdio of the caller's choosing.
+    pub fn ctl_command(&self, args: &[&str]) -> Command {
+        self.command(&self.admin(), &self.addr(), args)
+    }
+
     fn command(&self, id: &Identity, addr: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new(bin("minictl"));
         cmd.env_remove("MINICTL_TLS_CA")

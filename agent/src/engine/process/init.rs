@@ -458,7 +458,7 @@ fn for_each_open_fd(f: impl FnMut(RawFd)) {
     super::open_fds().into_iter().for_each(f);
 }
 
-fn cstrings(v: &[String]) -> Result<Vec<CString>> {
+pub fn cstrings(v: &[String]) -> Result<Vec<CString>> {
     v.iter()
         .map(|s| {
             CString::new(s.as_bytes())
