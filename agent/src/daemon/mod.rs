@@ -14,7 +14,8 @@
 //! does right after recording the exit), never by polling a pid. Status is derived from the
 //! engine's files each time it is asked, so it is right after minid restarts too: at start
 //! minid re-reads every `meta.json` (a corrupt one is moved to `<state-dir>/quarantine` and
-//! reported, the others load), and a supervisor task per container resumes waiting on its
+//! reported; its container stays listed by id with the reason, so it can be removed; the
+//! others load normally), and a supervisor task per container resumes waiting on its
 //! shim, handles an exit that happened while minid was down, and applies the restart policy.
 //!
 //! **Admission.** Create admits a container only if the node's unallocated CPU and memory
@@ -344,16 +345,23 @@ impl Daemon {
                         Err(e) => e.to_string(),
                         Ok(m) => format!("{} names container {:?}", path.display(), m.id),
                     };
+                    if container::validate_id(&id).is_err() {
+                        tracing::error!(dir = %ent.path().display(), "not a container directory; left alone");
+                        continue;
+                    }
+                    // The unreadable file goes to the quarantine for a person to look at; the
+                    // container stays listed under its id, with the reason, so that it can be
+                    // removed (its rootfs, cgroups and processes are still real).
                     let q = self.cfg.state_dir.join("quarantine");
                     let dest = q.join(format!(
-                        "{id}-{}",
+                        "{id}-{}.json",
                         SystemTime::now()
                             .duration_since(SystemTime::UNIX_EPOCH)
                             .map(|d| d.as_secs())
                             .unwrap_or(0)
                     ));
-                    let moved = std::fs::create_dir_all(&q)
-                        .and_then(|_| std::fs::rename(ent.path(), &dest));
+                    let moved =
+                        std::fs::create_dir_all(&q).and_then(|_| std::fs::rename(&path, &dest));
                     tracing::error!(
                         container_id = %id,
                         error = %why,
@@ -361,6 +369,28 @@ impl Daemon {
                         moved = moved.is_ok(),
                         "container state is unreadable; quarantined, the other containers load"
                     );
+                    let placeholder = Meta {
+                        id: id.clone(),
+                        name: id.chars().take(12).collect(),
+                        config: ContainerConfig::default(),
+                        image_id: String::new(),
+                        command: Vec::new(),
+                        created_at: String::new(),
+                        started_at: None,
+                        restart_count: 0,
+                        manually_stopped: true,
+                        last_exit: None,
+                        error: Some(format!(
+                            "its state file was unreadable ({why}) and was moved to {}; remove the container",
+                            dest.display()
+                        )),
+                    };
+                    if let Err(e) = self.save(&placeholder) {
+                        tracing::error!(container_id = %id, error = %e, "writing a placeholder state");
+                    }
+                    reg.names.insert(placeholder.name.clone(), id.clone());
+                    reg.by_id
+                        .insert(id.clone(), Arc::new(new_entry(placeholder)));
                     lock(&self.quarantined).push(format!("{id}: {why}"));
                 }
             }
@@ -661,6 +691,14 @@ impl Daemon {
     }
 
     fn engine_create(&self, id: &str) -> Result<i32> {
+        let open_stdin = self
+            .find(id)
+            .map(|e| e.meta().config.open_stdin)
+            .or_else(|_| {
+                fsutil::read_json::<Meta>(&self.dir(id).join(META_FILE))
+                    .map(|m| m.config.open_stdin)
+            })
+            .unwrap_or(false);
         container::create::create(
             &self.rt,
             id,
@@ -674,6 +712,7 @@ impl Daemon {
                     path: self.log_path(id),
                     max_size: self.cfg.log_max_size,
                     max_files: self.cfg.log_max_files,
+                    open_stdin,
                 }),
             },
         )

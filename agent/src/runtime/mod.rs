@@ -276,6 +276,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                     path,
                     max_size: container_log_max_size,
                     max_files: container_log_max_files,
+                    open_stdin: false,
                 }),
                 None => StdioMode::Inherit,
             };

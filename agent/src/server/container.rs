@@ -337,6 +337,70 @@ impl ContainerService for Containers {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn attach(
+        &self,
+        req: Request<Streaming<pb::AttachRequest>>,
+    ) -> Result<Response<pb::AttachResponse>, Status> {
+        use pb::attach_request::Msg;
+        use tokio::io::AsyncWriteExt;
+        auth::operator(&req, "attach")?;
+        let mut input = req.into_inner();
+        let key = match input.message().await? {
+            Some(pb::AttachRequest {
+                msg: Some(Msg::Container(c)),
+            }) => c,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first Attach message must name the container",
+                ))
+            }
+        };
+        let e = self.daemon.find(container_arg(&key)?).map_err(err(true))?;
+        let m = e.meta();
+        if !m.config.open_stdin {
+            return Err(Status::failed_precondition(format!(
+                "container {} was not created with an open stdin (-i)",
+                m.name
+            )));
+        }
+        let dir = self.daemon.rt.dir(&e.id);
+        let closed = || {
+            Status::failed_precondition(format!(
+                "the stdin of container {} is closed (it ends when its first client leaves)",
+                m.name
+            ))
+        };
+        let mut stdin = Some(
+            tokio::net::unix::pipe::OpenOptions::new()
+                .open_sender(dir.join(crate::shim::monitor::STDIN_FIFO))
+                .map_err(|_| closed())?,
+        );
+        let ctl_path = dir.join(crate::shim::monitor::CTL_FIFO);
+        while let Some(msg) = input.message().await? {
+            match msg.msg {
+                Some(Msg::Stdin(b)) => {
+                    if let Some(w) = stdin.as_mut() {
+                        if w.write_all(&b).await.is_err() {
+                            return Err(closed());
+                        }
+                    }
+                }
+                Some(Msg::StdinClose(true)) => stdin = None,
+                Some(Msg::Resize(sz)) => {
+                    let line = format!("resize {} {}\n", sz.rows, sz.cols);
+                    if let Ok(mut c) =
+                        tokio::net::unix::pipe::OpenOptions::new().open_sender(&ctl_path)
+                    {
+                        let _ = c.write_all(line.as_bytes()).await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(Response::new(pb::AttachResponse {}))
+    }
+
     type EventsStream = Stream_<pb::Event>;
 
     async fn events(

@@ -49,6 +49,9 @@ pub struct ShimArgs {
     pub log_max_size: u64,
     #[arg(long, default_value_t = 0)]
     pub log_max_files: u32,
+    /// Keep the container's stdin open and feed it from the `stdin` FIFO (log mode only).
+    #[arg(long)]
+    pub open_stdin: bool,
 }
 
 /// Runs the shim; returns the process exit code.
@@ -187,7 +190,7 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
     let mut stdio = None;
     let mut console_pair = None;
     if args.log_path.is_some() {
-        let (p, fds) = monitor::StdioPipes::new()?;
+        let (p, fds) = monitor::StdioPipes::new(args.open_stdin)?;
         stdio = Some(fds);
         pipes = Some(p);
         if console.is_none() {
@@ -232,6 +235,9 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
     let mut m = Monitor::new(record.pid, monitor_guard, cgroup);
     if let (Some(p), Some(log)) = (pipes, log) {
         m.set_log(log, p, console_pair.map(|(ours, _)| ours));
+        if args.open_stdin {
+            m.open_input(&dir)?;
+        }
     }
     Ok(m)
 }

@@ -69,29 +69,44 @@ pub fn block_signals(forward: bool) -> Result<Signals> {
 pub struct StdioPipes {
     stdout: OwnedFd,
     stderr: OwnedFd,
+    /// Our end of the container's stdin, when it is kept open for input.
+    stdin: Option<OwnedFd>,
     /// The container's ends; closed once the init holds its copies.
     child: Vec<OwnedFd>,
 }
 
 impl StdioPipes {
-    /// The pipes, and the descriptors to hand to the init as its stdin/stdout/stderr.
-    pub fn new() -> Result<(StdioPipes, [RawFd; 3])> {
+    /// The pipes, and the descriptors to hand to the init as its stdin/stdout/stderr. The
+    /// init's stdin is `/dev/null`, or with `open_stdin` a pipe whose write end we keep.
+    pub fn new(open_stdin: bool) -> Result<(StdioPipes, [RawFd; 3])> {
         use nix::fcntl::OFlag;
         let (out_r, out_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
         let (err_r, err_w) =
             nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
-        let null: OwnedFd = std::fs::OpenOptions::new()
-            .read(true)
-            .open("/dev/null")
-            .map_err(|e| EngineError::io("open", "/dev/null", e))?
-            .into();
-        let fds = [null.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()];
+        let (stdin_child, stdin_ours): (OwnedFd, Option<OwnedFd>) = if open_stdin {
+            let (r, w) =
+                nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
+            (r, Some(w))
+        } else {
+            let null: OwnedFd = std::fs::OpenOptions::new()
+                .read(true)
+                .open("/dev/null")
+                .map_err(|e| EngineError::io("open", "/dev/null", e))?
+                .into();
+            (null, None)
+        };
+        let fds = [
+            stdin_child.as_raw_fd(),
+            out_w.as_raw_fd(),
+            err_w.as_raw_fd(),
+        ];
         Ok((
             StdioPipes {
                 stdout: out_r,
                 stderr: err_r,
-                child: vec![null, out_w, err_w],
+                stdin: stdin_ours,
+                child: vec![stdin_child, out_w, err_w],
             },
             fds,
         ))
@@ -140,6 +155,21 @@ pub fn recv_fd(sock: &OwnedFd) -> Result<Option<OwnedFd>> {
 struct Output {
     fd: OwnedFd,
     stream: Stream,
+    /// The pty master (input for a terminal goes here too).
+    tty: bool,
+}
+
+/// Takes ownership of a descriptor handed over across execve by the shim that set up this
+/// container (and marks it close-on-exec again).
+fn inherited(fd: RawFd) -> OwnedFd {
+    // SAFETY: the descriptor was handed to us across execve by the shim that set up this
+    // container; nothing else in this image owns it.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let _ = nix::fcntl::fcntl(
+        fd.as_raw_fd(),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    fd
 }
 
 /// Where the OOM-kill count comes from when the init has exited.
@@ -155,7 +185,113 @@ pub struct Monitor {
     oom: OomSource,
     log: Option<CriLog>,
     outputs: Vec<Output>,
+    input: Option<Input>,
+    /// Our end of the container's stdin pipe, until [`Monitor::open_input`] takes it.
+    stdin_pipe: Option<OwnedFd>,
 }
+
+/// Input for a container whose stdin is kept open: bytes written to the `stdin` FIFO go to
+/// the container (its stdin pipe, or its terminal); `resize ROWS COLS` lines written to the
+/// `ctl` FIFO resize its terminal. When the first writer of `stdin` goes away, the container's
+/// stdin is closed (a terminal gets ^D), as Docker's stdin-once does for `run -i`.
+struct Input {
+    fifo: Option<OwnedFd>,
+    ctl: OwnedFd,
+    /// Where the bytes go: the stdin pipe, or a copy of the pty master.
+    sink: Option<OwnedFd>,
+    tty: bool,
+    /// Bytes read but not yet taken by the container (its pipe was full).
+    pending: Vec<u8>,
+    ctl_buf: Vec<u8>,
+}
+
+impl Input {
+    /// Bytes arrived on the FIFO (or its writer left).
+    fn on_stdin(&mut self) {
+        let Some(f) = &self.fifo else { return };
+        let mut buf = [0u8; 32 * 1024];
+        match nix::unistd::read(f.as_raw_fd(), &mut buf) {
+            Ok(0) => {
+                // The first writer is gone: the container's stdin ends (stdin-once).
+                self.fifo = None;
+                if self.tty {
+                    self.pending.push(4);
+                    self.flush();
+                } else {
+                    self.pending.clear();
+                    self.sink = None;
+                }
+            }
+            Ok(n) => {
+                self.pending.extend_from_slice(&buf[..n]);
+                self.flush();
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(_) => self.fifo = None,
+        }
+    }
+
+    /// Hands pending bytes to the container, as many as it takes now.
+    fn flush(&mut self) {
+        let Some(s) = &self.sink else {
+            self.pending.clear();
+            return;
+        };
+        while !self.pending.is_empty() {
+            match nix::unistd::write(s, &self.pending) {
+                Ok(n) => {
+                    self.pending.drain(..n);
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::EAGAIN) => return,
+                Err(_) => {
+                    // The container closed its stdin.
+                    self.pending.clear();
+                    self.sink = None;
+                    return;
+                }
+            }
+        }
+        if self.fifo.is_none() && !self.tty {
+            self.sink = None;
+        }
+    }
+
+    /// `resize ROWS COLS` lines on the control FIFO.
+    fn on_ctl(&mut self) {
+        let mut buf = [0u8; 512];
+        match nix::unistd::read(self.ctl.as_raw_fd(), &mut buf) {
+            Ok(n) if n > 0 => self.ctl_buf.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+        while let Some(nl) = self.ctl_buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.ctl_buf.drain(..=nl).collect();
+            let line = String::from_utf8_lossy(&line);
+            let mut w = line.split_whitespace();
+            if let (Some("resize"), Some(r), Some(c), Some(s)) =
+                (w.next(), w.next(), w.next(), &self.sink)
+            {
+                if let (Ok(rows), Ok(cols), true) = (r.parse::<u16>(), c.parse::<u16>(), self.tty) {
+                    let ws = libc::winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    // SAFETY: TIOCSWINSZ reads the winsize we own, on the pty master we hold.
+                    unsafe { libc::ioctl(s.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
+                }
+            }
+        }
+        if self.ctl_buf.len() > 4096 {
+            self.ctl_buf.clear();
+        }
+    }
+}
+
+/// The FIFOs of an open stdin, in the container's state directory.
+pub const STDIN_FIFO: &str = "stdin";
+pub const CTL_FIFO: &str = "ctl";
 
 impl Monitor {
     pub fn new(pid: i32, signals: Signals, cgroup: Box<dyn Cgroup>) -> Monitor {
@@ -165,7 +301,58 @@ impl Monitor {
             oom: OomSource::Cgroup(cgroup),
             log: None,
             outputs: Vec::new(),
+            input: None,
+            stdin_pipe: None,
         }
+    }
+
+    /// Creates the `stdin` and `ctl` FIFOs in `dir` and feeds the container's stdin from them
+    /// (after [`Monitor::set_log`], which kept our end of the stdin pipe or the pty master).
+    pub fn open_input(&mut self, dir: &Path) -> Result<()> {
+        use nix::fcntl::OFlag;
+        // stdin: read-only, so the first writer's leaving is seen (end of input). ctl: read-
+        // write, so that it never reports a hang-up between writers (fifo(7)).
+        let open = |name: &str, mode: OFlag| -> Result<OwnedFd> {
+            let p = dir.join(name);
+            let _ = std::fs::remove_file(&p);
+            nix::unistd::mkfifo(&p, nix::sys::stat::Mode::from_bits_truncate(0o600))
+                .map_err(|e| EngineError::sys(format!("mkfifo {}", p.display()), e))?;
+            let fd = nix::fcntl::open(
+                &p,
+                mode | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map_err(|e| EngineError::sys(format!("open {}", p.display()), e))?;
+            // SAFETY: open returned a fresh descriptor that we now own.
+            Ok(unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+        };
+        let (sink, tty) = match self.stdin_pipe.take() {
+            Some(p) => (p, false),
+            None => {
+                // A terminal: input goes to the pty master (the last output added).
+                let m =
+                    self.outputs.iter().find(|o| o.tty).ok_or_else(|| {
+                        EngineError::Other("no stdin pipe and no terminal".into())
+                    })?;
+                let dup =
+                    m.fd.try_clone()
+                        .map_err(|e| EngineError::io("dup", "the pty master", e))?;
+                (dup, true)
+            }
+        };
+        let _ = nix::fcntl::fcntl(
+            sink.as_raw_fd(),
+            nix::fcntl::FcntlArg::F_SETFL(OFlag::O_NONBLOCK),
+        );
+        self.input = Some(Input {
+            fifo: Some(open(STDIN_FIFO, OFlag::O_RDONLY)?),
+            ctl: open(CTL_FIFO, OFlag::O_RDWR)?,
+            sink: Some(sink),
+            tty,
+            pending: Vec::new(),
+            ctl_buf: Vec::new(),
+        });
+        Ok(())
     }
 
     /// The command line of [`Monitor::from_lean_args`] that carries this monitor across an
@@ -191,8 +378,35 @@ impl Monitor {
                 nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
             )
             .map_err(|e| EngineError::sys("clear FD_CLOEXEC on a container output", e))?;
-            a.push(format!("--{}", o.stream.as_str()).into());
+            let flag = if o.tty { "tty" } else { o.stream.as_str() };
+            a.push(format!("--{flag}").into());
             a.push(o.fd.as_raw_fd().to_string().into());
+        }
+        if let Some(i) = &self.input {
+            let mut fds = vec![("--ctl-fifo", i.ctl.as_raw_fd())];
+            if let Some(f) = &i.fifo {
+                fds.push(("--stdin-fifo", f.as_raw_fd()));
+            }
+            if let Some(f) = &i.sink {
+                fds.push((
+                    if i.tty { "--stdin-tty" } else { "--stdin-pipe" },
+                    f.as_raw_fd(),
+                ));
+            }
+            if !i.pending.is_empty() {
+                return Err(EngineError::Other(
+                    "stdin bytes pending at hand-over".into(),
+                ));
+            }
+            for (flag, fd) in fds {
+                nix::fcntl::fcntl(
+                    fd,
+                    nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
+                )
+                .map_err(|e| EngineError::sys("clear FD_CLOEXEC on a stdin descriptor", e))?;
+                a.push(flag.into());
+                a.push(fd.to_string().into());
+            }
         }
         if let Some(log) = &self.log {
             let (path, max_size, max_files) = log.config();
@@ -218,6 +432,10 @@ impl Monitor {
         let mut pid = None;
         let mut outputs = Vec::new();
         let mut log = None;
+        let mut ctl = None;
+        let mut fifo = None;
+        let mut sink = None;
+        let mut sink_tty = false;
         let mut max_size = 0;
         let mut max_files = 0;
         let bad = |what: &str| EngineError::Other(format!("shim monitor: bad argument {what}"));
@@ -228,21 +446,24 @@ impl Monitor {
                 "--dir" => dir = Some(PathBuf::from(v)),
                 "--oom-file" => oom_file = Some(PathBuf::from(v)),
                 "--pid" => pid = Some(v.parse::<i32>().map_err(|_| bad(v))?),
-                "--stdout" | "--stderr" => {
-                    let fd: RawFd = v.parse().map_err(|_| bad(v))?;
-                    let stream = if k == "--stdout" {
-                        Stream::Stdout
-                    } else {
+                "--stdout" | "--stderr" | "--tty" => {
+                    let stream = if k == "--stderr" {
                         Stream::Stderr
+                    } else {
+                        Stream::Stdout
                     };
-                    // SAFETY: the descriptor was handed to us across execve by the shim that
-                    // set up this container; nothing else in this image owns it.
-                    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-                    let _ = nix::fcntl::fcntl(
-                        fd.as_raw_fd(),
-                        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-                    );
-                    outputs.push(Output { fd, stream });
+                    let fd = inherited(v.parse().map_err(|_| bad(v))?);
+                    outputs.push(Output {
+                        fd,
+                        stream,
+                        tty: k == "--tty",
+                    });
+                }
+                "--ctl-fifo" => ctl = Some(inherited(v.parse().map_err(|_| bad(v))?)),
+                "--stdin-fifo" => fifo = Some(inherited(v.parse().map_err(|_| bad(v))?)),
+                "--stdin-pipe" | "--stdin-tty" => {
+                    sink = Some(inherited(v.parse().map_err(|_| bad(v))?));
+                    sink_tty = k == "--stdin-tty";
                 }
                 "--log" => log = Some(PathBuf::from(v)),
                 "--log-max-size" => max_size = v.parse().map_err(|_| bad(v))?,
@@ -260,6 +481,14 @@ impl Monitor {
             ),
             None => None,
         };
+        let input = ctl.map(|ctl| Input {
+            fifo,
+            ctl,
+            sink,
+            tty: sink_tty,
+            pending: Vec::new(),
+            ctl_buf: Vec::new(),
+        });
         Ok((
             dir,
             Monitor {
@@ -268,6 +497,8 @@ impl Monitor {
                 oom: OomSource::File(oom_file),
                 log,
                 outputs,
+                input,
+                stdin_pipe: None,
             },
         ))
     }
@@ -283,20 +514,27 @@ impl Monitor {
         self.outputs.push(Output {
             fd: pipes.stdout,
             stream: Stream::Stdout,
+            tty: false,
         });
         self.outputs.push(Output {
             fd: pipes.stderr,
             stream: Stream::Stderr,
+            tty: false,
         });
+        let mut tty = false;
         if let Some(sock) = console {
             // The init sent the master before reporting itself created.
             if let Ok(Some(master)) = recv_fd(&sock) {
                 self.outputs.push(Output {
                     fd: master,
                     stream: Stream::Stdout,
+                    tty: true,
                 });
+                tty = true;
             }
         }
+        // With a terminal the init's stdin is the pty; the pipe is not used.
+        self.stdin_pipe = if tty { None } else { pipes.stdin };
         self.log = Some(log);
     }
 
@@ -305,10 +543,28 @@ impl Monitor {
         let mut status = None;
         let mut buf = vec![0u8; 64 * 1024];
         while status.is_none() {
-            let mut fds: Vec<PollFd> = Vec::with_capacity(1 + self.outputs.len());
+            let mut fds: Vec<PollFd> = Vec::with_capacity(4 + self.outputs.len());
             fds.push(PollFd::new(self.signals.fd.as_fd(), PollFlags::POLLIN));
             for o in &self.outputs {
                 fds.push(PollFd::new(o.fd.as_fd(), PollFlags::POLLIN));
+            }
+            let n_out = fds.len();
+            // Input: the FIFO while nothing is pending, the sink while something is.
+            let mut input_slots = (None, None, None);
+            if let Some(i) = &self.input {
+                input_slots.2 = Some(fds.len());
+                fds.push(PollFd::new(i.ctl.as_fd(), PollFlags::POLLIN));
+                match (&i.fifo, &i.sink, i.pending.is_empty()) {
+                    (Some(f), Some(_), true) => {
+                        input_slots.0 = Some(fds.len());
+                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+                    }
+                    (_, Some(s), false) => {
+                        input_slots.1 = Some(fds.len());
+                        fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+                    }
+                    _ => {}
+                }
             }
             match poll(&mut fds, PollTimeout::NONE) {
                 Ok(_) => {}
@@ -327,8 +583,19 @@ impl Monitor {
             if ready[0] {
                 status = self.on_signals();
             }
+            if let Some(inp) = self.input.as_mut() {
+                if input_slots.2.is_some_and(|k| ready[k]) {
+                    inp.on_ctl();
+                }
+                if input_slots.0.is_some_and(|k| ready[k]) {
+                    inp.on_stdin();
+                }
+                if input_slots.1.is_some_and(|k| ready[k]) {
+                    inp.flush();
+                }
+            }
             let mut closed = Vec::new();
-            for (i, r) in ready[1..].iter().enumerate() {
+            for (i, r) in ready[1..n_out].iter().enumerate() {
                 if *r && !self.pump(i, &mut buf) {
                     closed.push(i);
                 }
@@ -363,6 +630,7 @@ impl Monitor {
     }
 
     /// Reads one chunk from output `i` into the log; false at EOF or error (or nothing left).
+    /// (The input's FIFOs are handled by [`Input`].)
     fn pump(&mut self, i: usize, buf: &mut [u8]) -> bool {
         let fd = self.outputs[i].fd.as_raw_fd();
         match nix::unistd::read(fd, buf) {

@@ -234,12 +234,6 @@ impl CreateArgs {
             }
             mounts.push(mt);
         }
-        if self.interactive {
-            return Err(
-                "-i (attaching stdin) is not available yet: minid cannot forward input to a container's init"
-                    .into(),
-            );
-        }
         Ok(pb::ContainerConfig {
             image: self.image.clone(),
             cmd: self.cmd.clone(),

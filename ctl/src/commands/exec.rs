@@ -9,8 +9,8 @@ use clap::Args;
 use mini_proto::v1 as pb;
 use mini_proto::v1::exec_request::Msg as In;
 use mini_proto::v1::exec_response::Msg as Out;
-use tokio::io::AsyncReadExt;
 
+use super::terminal::{forward_resizes, forward_stdin, term_size, RawMode};
 use super::Ctx;
 
 #[derive(Debug, Args)]
@@ -38,51 +38,6 @@ pub struct ExecArgs {
     /// Command and arguments
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub cmd: Vec<String>,
-}
-
-/// Our terminal's size, if stdout is one.
-fn term_size() -> Option<(u32, u32)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes into the winsize we own.
-    let r = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0).then_some((ws.ws_row as u32, ws.ws_col as u32))
-}
-
-/// Raw mode on our terminal for as long as it lives.
-struct RawMode(Option<nix::sys::termios::Termios>);
-
-impl RawMode {
-    fn enter(want: bool) -> RawMode {
-        use nix::sys::termios;
-        if !want || !std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            return RawMode(None);
-        }
-        let stdin = std::io::stdin();
-        let Ok(orig) = termios::tcgetattr(&stdin) else {
-            return RawMode(None);
-        };
-        let mut raw = orig.clone();
-        termios::cfmakeraw(&mut raw);
-        let _ = termios::tcsetattr(&stdin, termios::SetArg::TCSANOW, &raw);
-        RawMode(Some(orig))
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        if let Some(t) = &self.0 {
-            let _ = nix::sys::termios::tcsetattr(
-                std::io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                t,
-            );
-        }
-    }
 }
 
 impl ExecArgs {
@@ -121,53 +76,19 @@ impl ExecArgs {
         let _raw = RawMode::enter(self.tty && self.interactive && !self.detach);
         let mut tasks = Vec::new();
         if self.interactive && !self.detach {
-            let tx2 = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut stdin = tokio::io::stdin();
-                let mut buf = vec![0u8; 16 << 10];
-                loop {
-                    match stdin.read(&mut buf).await {
-                        Ok(0) | Err(_) => {
-                            let _ = tx2
-                                .send(pb::ExecRequest {
-                                    msg: Some(In::StdinClose(true)),
-                                })
-                                .await;
-                            return;
-                        }
-                        Ok(n) => {
-                            if tx2
-                                .send(pb::ExecRequest {
-                                    msg: Some(In::Stdin(buf[..n].to_vec())),
-                                })
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }));
+            tasks.push(forward_stdin(
+                tx.clone(),
+                |b| pb::ExecRequest {
+                    msg: Some(In::Stdin(b)),
+                },
+                pb::ExecRequest {
+                    msg: Some(In::StdinClose(true)),
+                },
+            ));
         }
         if self.tty && !self.detach {
-            let tx2 = tx.clone();
-            tasks.push(tokio::spawn(async move {
-                let Ok(mut winch) =
-                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change())
-                else {
-                    return;
-                };
-                while winch.recv().await.is_some() {
-                    if let Some((rows, cols)) = term_size() {
-                        let msg = pb::ExecRequest {
-                            msg: Some(In::Resize(pb::TerminalSize { rows, cols })),
-                        };
-                        if tx2.send(msg).await.is_err() {
-                            return;
-                        }
-                    }
-                }
+            tasks.push(forward_resizes(tx.clone(), |rows, cols| pb::ExecRequest {
+                msg: Some(In::Resize(pb::TerminalSize { rows, cols })),
             }));
         }
         // Without -i the request stream ends here; the output continues.

@@ -19,6 +19,7 @@ mod ps;
 mod rm;
 mod run;
 mod stats;
+mod terminal;
 mod update;
 mod wait;
 

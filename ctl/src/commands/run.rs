@@ -1,6 +1,10 @@
 //! `minictl run`: create, attach to the output, start, and exit with the container's status
 //! (or print the id with `-d`).
 //!
+//! With `-i` our stdin goes to the container through the Attach rpc (its end ends the
+//! container's stdin); with `-it` our terminal is in raw mode for the session, so keys such as
+//! Ctrl-C reach the container's terminal, and its size follows ours.
+//!
 //! The log stream is opened before the container starts, so not a byte of its output is
 //! missed; the stream ends after the container's last line. The exit comes from `Wait`
 //! (`not-running`, after start): the node remembers the exit of an auto-removed container for
@@ -12,6 +16,7 @@ use clap::Args;
 use mini_proto::v1 as pb;
 
 use super::create::CreateArgs;
+use super::terminal::{forward_resizes, forward_stdin, term_size, RawMode};
 use super::Ctx;
 
 #[derive(Debug, Args)]
@@ -83,6 +88,14 @@ impl RunArgs {
             Err(s) => return ctx.fail(s),
         };
         let copier = tokio::spawn(copy_logs(logs, false));
+        let interactive = self.create.interactive;
+        let tty = self.create.tty;
+        let mut input_tasks = Vec::new();
+        if interactive {
+            input_tasks = attach_input(&c, &id, tty);
+        }
+        // Raw mode for an interactive terminal: keys (Ctrl-C too) go to the container.
+        let raw = RawMode::enter(interactive && tty);
         if let Err(s) = c
             .start(pb::StartRequest {
                 container: id.clone(),
@@ -105,7 +118,11 @@ impl RunArgs {
         // deliver SIGINT to it; the output and the exit follow as usual.
         let mut c2 = c.clone();
         let id2 = id.clone();
+        let proxy_wanted = !(interactive && tty);
         let proxy = tokio::spawn(async move {
+            if !proxy_wanted {
+                return;
+            }
             while tokio::signal::ctrl_c().await.is_ok() {
                 let _ = c2
                     .kill(pb::KillRequest {
@@ -124,6 +141,10 @@ impl RunArgs {
             .await;
         proxy.abort();
         let copied = copier.await;
+        for t in input_tasks {
+            t.abort();
+        }
+        drop(raw);
         match exit {
             Ok(w) => {
                 if let Ok(Err(s)) = copied {
@@ -134,4 +155,62 @@ impl RunArgs {
             Err(s) => ctx.fail(s),
         }
     }
+}
+
+/// Sends our stdin (and, for a terminal, its size and resizes) to the container through the
+/// Attach rpc; our stdin's end closes the container's.
+fn attach_input(
+    c: &mini_proto::v1::container_service_client::ContainerServiceClient<tonic::transport::Channel>,
+    id: &str,
+    tty: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    use pb::attach_request::Msg;
+    let (tx, rx) = tokio::sync::mpsc::channel::<pb::AttachRequest>(16);
+    let mut tasks = Vec::new();
+    let first = pb::AttachRequest {
+        msg: Some(Msg::Container(id.to_string())),
+    };
+    let size = if tty { term_size() } else { None };
+    let tx0 = tx.clone();
+    // The container first, then the size, then input: one task keeps the order.
+    tasks.push(tokio::spawn(async move {
+        if tx0.send(first).await.is_err() {
+            return;
+        }
+        if let Some((rows, cols)) = size {
+            let _ = tx0
+                .send(pb::AttachRequest {
+                    msg: Some(Msg::Resize(pb::TerminalSize { rows, cols })),
+                })
+                .await;
+        }
+        let _ = forward_stdin(
+            tx0,
+            |b| pb::AttachRequest {
+                msg: Some(Msg::Stdin(b)),
+            },
+            pb::AttachRequest {
+                msg: Some(Msg::StdinClose(true)),
+            },
+        )
+        .await;
+    }));
+    if tty {
+        tasks.push(forward_resizes(tx.clone(), |rows, cols| {
+            pb::AttachRequest {
+                msg: Some(Msg::Resize(pb::TerminalSize { rows, cols })),
+            }
+        }));
+    }
+    drop(tx);
+    let mut c = c.clone();
+    tasks.push(tokio::spawn(async move {
+        if let Err(s) = c
+            .attach(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+        {
+            eprintln!("minictl: attaching stdin: {}", s.message());
+        }
+    }));
+    tasks
 }

@@ -306,6 +306,80 @@ impl Drop for Node {
     }
 }
 
+/// minictl on a pty of ours, as it runs in a person's terminal.
+pub struct PtySession {
+    pub child: Child,
+    master: std::fs::File,
+    seen: Vec<u8>,
+}
+
+impl PtySession {
+    /// Spawns `cmd` with a new pty (of `rows` x `cols`) as its stdin, stdout and stderr.
+    pub fn spawn(mut cmd: Command, rows: u16, cols: u16) -> PtySession {
+        let pty = nix::pty::openpty(
+            Some(&nix::pty::Winsize {
+                ws_row: rows,
+                ws_col: cols,
+                ws_xpixel: 0,
+                ws_ypixel: 0,
+            }),
+            None,
+        )
+        .expect("openpty");
+        let slave = std::fs::File::from(pty.slave);
+        cmd.stdin(slave.try_clone().expect("dup"))
+            .stdout(slave.try_clone().expect("dup"))
+            .stderr(slave);
+        let child = cmd.spawn().expect("spawn on a pty");
+        drop(cmd);
+        PtySession {
+            child,
+            master: std::fs::File::from(pty.master),
+            seen: Vec::new(),
+        }
+    }
+
+    /// Everything read so far, once `want` is among it (or after 10 s).
+    pub fn read_until(&mut self, want: &str) -> String {
+        use std::io::Read;
+        use std::os::fd::AsRawFd;
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end && !String::from_utf8_lossy(&self.seen).contains(want) {
+            let mut fds = [libc::pollfd {
+                fd: self.master.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // SAFETY: poll on one pollfd we own.
+            if unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) } > 0 {
+                let mut b = [0u8; 4096];
+                match self.master.read(&mut b) {
+                    Ok(0) | Err(_) => break,
+                    Ok(k) => self.seen.extend_from_slice(&b[..k]),
+                }
+            }
+        }
+        String::from_utf8_lossy(&self.seen).into_owned()
+    }
+
+    pub fn write(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.master.write_all(b).expect("write to the pty");
+    }
+
+    /// Waits (reading, so the child never blocks on a full pty) for the exit status.
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let end = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(Instant::now() < end, "the session did not end");
+            let _ = self.read_until("\u{0}");
+        }
+    }
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

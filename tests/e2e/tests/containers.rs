@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use mini_e2e::{require_root, stderr, stdout, Node};
+use mini_e2e::{require_root, stderr, stdout, Node, PtySession};
 
 #[test]
 fn run_rm_prints_and_exits_with_the_container_status() {
@@ -329,4 +329,58 @@ fn events_and_node_info() {
         vec!["create", "start", "die", "destroy"],
         "{actions:?}"
     );
+}
+
+#[test]
+fn run_attaches_stdin_and_a_terminal() {
+    require_root!();
+    let n = Node::start();
+    // -i: our stdin reaches the container, and its end ends the container's stdin.
+    let mut c = n.ctl_command(&[
+        "run",
+        "-i",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "cat; echo eof-seen",
+    ]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().expect("run -i");
+    {
+        use std::io::Write;
+        let mut i = child.stdin.take().expect("stdin");
+        i.write_all(b"one\ntwo \xff\n").expect("write");
+    }
+    let out = child.wait_with_output().expect("run -i output");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(out.stdout, b"one\ntwo \xff\neof-seen\n");
+    // Without -i the container's stdin is empty.
+    let out = n.ctl(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "read x; echo \"[$x]\"",
+    ]);
+    assert_eq!(stdout(&out), "[]\n");
+
+    // -it on a terminal: raw mode, the terminal's size, exit status.
+    let mut t = PtySession::spawn(
+        n.ctl_command(&["run", "-it", "--rm", "busybox", "sh"]),
+        33,
+        99,
+    );
+    t.read_until("# ");
+    t.write(b"stty size; tty; echo mark-$((40+2))\n");
+    let s = t.read_until("mark-42");
+    assert!(
+        s.contains("33 99"),
+        "the terminal size did not reach the container: {s:?}"
+    );
+    assert!(s.contains("/dev/pts/"), "{s:?}");
+    t.write(b"exit 4\n");
+    assert_eq!(t.wait().code(), Some(4));
 }

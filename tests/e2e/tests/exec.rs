@@ -1,12 +1,11 @@
 //! `minictl exec` against a real agent: streams, stdin, identity, exit codes, and an
 //! interactive session through a real pty on both ends.
 
-use std::io::{Read, Write};
-use std::os::fd::AsRawFd;
+use std::io::Write;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mini_e2e::{require_root, stderr, stdout, Node};
+use mini_e2e::{require_root, stderr, stdout, Node, PtySession};
 
 #[test]
 fn exec_streams_identity_and_exit_codes() {
@@ -86,51 +85,10 @@ fn interactive_tty_exec_through_a_real_pty() {
     let n = Node::start();
     n.ok(&["run", "-d", "--name", "box", "busybox", "sleep", "1000"]);
     // minictl runs on a pty of ours, as it would in a terminal.
-    let pty = nix::pty::openpty(
-        Some(&nix::pty::Winsize {
-            ws_row: 30,
-            ws_col: 100,
-            ws_xpixel: 0,
-            ws_ypixel: 0,
-        }),
-        None,
-    )
-    .expect("openpty");
-    let slave = std::fs::File::from(pty.slave);
-    let mut cmd = n.ctl_command(&["exec", "-it", "box", "sh"]);
-    cmd.stdin(slave.try_clone().expect("dup"))
-        .stdout(slave.try_clone().expect("dup"))
-        .stderr(slave);
-    let mut child = cmd.spawn().expect("exec -it");
-    drop(cmd);
-    let mut master = std::fs::File::from(pty.master);
-    // Read what comes until `want` shows up (or time runs out).
-    let fd = master.as_raw_fd();
-    let mut seen = Vec::new();
-    let mut read_until = |master: &mut std::fs::File, want: &str| {
-        let end = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < end && !String::from_utf8_lossy(&seen).contains(want) {
-            let mut fds = [libc::pollfd {
-                fd,
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            // SAFETY: poll on one pollfd we own.
-            if unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) } > 0 {
-                let mut b = [0u8; 4096];
-                match master.read(&mut b) {
-                    Ok(0) | Err(_) => break,
-                    Ok(k) => seen.extend_from_slice(&b[..k]),
-                }
-            }
-        }
-        String::from_utf8_lossy(&seen).into_owned()
-    };
-    read_until(&mut master, "# ");
-    master
-        .write_all(b"stty size; tty; echo mark-$((40+2))\n")
-        .expect("type");
-    let s = read_until(&mut master, "mark-42");
+    let mut t = PtySession::spawn(n.ctl_command(&["exec", "-it", "box", "sh"]), 30, 100);
+    t.read_until("# ");
+    t.write(b"stty size; tty; echo mark-$((40+2))\n");
+    let s = t.read_until("mark-42");
     assert!(
         s.contains("30 100"),
         "the terminal size did not reach the container: {s:?}"
@@ -140,20 +98,13 @@ fn interactive_tty_exec_through_a_real_pty() {
         "no terminal in the container: {s:?}"
     );
     // Ctrl-C reaches the process in the container (raw mode): it interrupts sleep, not minictl.
-    master.write_all(b"sleep 30\n").expect("type");
+    t.write(b"sleep 30\n");
     std::thread::sleep(Duration::from_millis(500));
-    master.write_all(&[3]).expect("ctrl-c");
-    master.write_all(b"echo after-$((1+1))\n").expect("type");
-    let s = read_until(&mut master, "after-2");
+    t.write(&[3]);
+    t.write(b"echo after-$((1+1))\n");
+    let s = t.read_until("after-2");
     assert!(s.contains("after-2"), "{s:?}");
-    master.write_all(b"exit 3\n").expect("type");
-    let end = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("wait") {
-            break st;
-        }
-        assert!(Instant::now() < end, "exec -it did not end");
-        let _ = read_until(&mut master, "\u{0}");
-    };
+    t.write(b"exit 3\n");
+    let status = t.wait();
     assert_eq!(status.code(), Some(3));
 }

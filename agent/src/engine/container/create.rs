@@ -41,6 +41,11 @@ pub struct LogConfig {
     pub max_size: u64,
     /// How many rotated files to keep (`log.1` .. `log.N`).
     pub max_files: u32,
+    /// Keep the container's stdin open for input: the shim takes it through the `stdin` FIFO
+    /// in the container's state directory (and terminal resizes through `ctl`), and closes
+    /// the container's stdin when the first writer goes away (Docker's stdin-once).
+    #[serde(default)]
+    pub open_stdin: bool,
 }
 
 /// Who is the init's parent after `create` returns.
@@ -270,6 +275,9 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
             .arg(l.max_size.to_string())
             .arg("--log-max-files")
             .arg(l.max_files.to_string());
+        if l.open_stdin {
+            cmd.arg("--open-stdin");
+        }
     }
     let wr_fd: RawFd = wr.as_raw_fd();
     // SAFETY: the closure runs between fork and exec and only calls fcntl, which is
