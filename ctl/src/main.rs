@@ -4,8 +4,7 @@ use clap::Parser;
 
 fn main() {
     let cli = minictl::commands::Cli::parse();
-    let code = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let code = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

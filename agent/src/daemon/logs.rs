@@ -16,7 +16,7 @@
 //! `until` window compares them as strings once the bounds are formatted the same way.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -44,15 +44,15 @@ pub struct Query {
 }
 
 impl Query {
-    fn wants(&self, e: &Entry) -> bool {
+    fn wants(&self, (time, stderr, _, _): &LineRef<'_>) -> bool {
         let stream_ok = match (self.stdout, self.stderr) {
             (false, false) | (true, true) => true,
-            (true, false) => !e.stderr,
-            (false, true) => e.stderr,
+            (true, false) => !stderr,
+            (false, true) => *stderr,
         };
         stream_ok
-            && self.since.as_deref().is_none_or(|s| e.time.as_str() >= s)
-            && self.until.as_deref().is_none_or(|u| e.time.as_str() < u)
+            && self.since.as_deref().is_none_or(|s| *time >= s)
+            && self.until.as_deref().is_none_or(|u| *time < u)
     }
 }
 
@@ -83,10 +83,13 @@ pub fn parse_time(s: &str, now: SystemTime) -> Result<SystemTime, String> {
     ))
 }
 
-/// Parses one log line (without its newline).
-pub fn parse_line(line: &[u8]) -> Option<Entry> {
+/// One log line, borrowed: (time, stderr, partial, content without the newline).
+pub type LineRef<'a> = (&'a str, bool, bool, &'a [u8]);
+
+/// Splits one log line (without its newline) into its parts, without copying.
+pub fn parse_ref(line: &[u8]) -> Option<LineRef<'_>> {
     let mut parts = line.splitn(4, |b| *b == b' ');
-    let time = std::str::from_utf8(parts.next()?).ok()?.to_string();
+    let time = std::str::from_utf8(parts.next()?).ok()?;
     let stream = parts.next()?;
     let tag = parts.next()?;
     let content = parts.next().unwrap_or(&[]);
@@ -100,17 +103,26 @@ pub fn parse_line(line: &[u8]) -> Option<Entry> {
         b"F" => false,
         _ => return None,
     };
+    Some((time, stderr, partial, content))
+}
+
+fn owned((time, stderr, partial, content): LineRef<'_>) -> Entry {
     let mut data = Vec::with_capacity(content.len() + 1);
     data.extend_from_slice(content);
     if !partial {
         data.push(b'\n');
     }
-    Some(Entry {
-        time,
+    Entry {
+        time: time.to_string(),
         stderr,
         data,
         partial,
-    })
+    }
+}
+
+/// Parses one log line (without its newline).
+pub fn parse_line(line: &[u8]) -> Option<Entry> {
+    parse_ref(line).map(owned)
 }
 
 /// The rotated files of `path`, oldest first, then `path` itself.
@@ -131,36 +143,63 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
 /// Reads complete lines from a file, keeping an incomplete last line for later.
 struct LineReader {
     file: BufReader<File>,
-    pending: Vec<u8>,
+    buf: Vec<u8>,
+    /// `buf` holds a complete line already handed out.
+    complete: bool,
     ino: u64,
 }
 
 impl LineReader {
     fn open(path: &Path) -> std::io::Result<LineReader> {
-        let f = File::open(path)?;
+        LineReader::from_file(File::open(path)?)
+    }
+
+    fn from_file(f: File) -> std::io::Result<LineReader> {
         let ino = f.metadata()?.ino();
         Ok(LineReader {
             file: BufReader::with_capacity(256 << 10, f),
-            pending: Vec::new(),
+            buf: Vec::with_capacity(1024),
+            complete: false,
             ino,
         })
     }
 
-    /// Next complete line, or None at the current end of the file.
-    fn next_line(&mut self) -> std::io::Result<Option<Vec<u8>>> {
-        let n = self.file.read_until(b'\n', &mut self.pending)?;
-        if n == 0 || self.pending.last() != Some(&b'\n') {
+    /// Next complete line (without its newline), or None at the current end of the file.
+    fn next_line(&mut self) -> std::io::Result<Option<&[u8]>> {
+        if self.complete {
+            self.buf.clear();
+            self.complete = false;
+        }
+        self.file.read_until(b'\n', &mut self.buf)?;
+        if self.buf.last() != Some(&b'\n') {
             return Ok(None);
         }
-        let mut line = std::mem::take(&mut self.pending);
-        line.pop();
-        Ok(Some(line))
+        self.complete = true;
+        Ok(Some(&self.buf[..self.buf.len() - 1]))
     }
+}
+
+/// Opens the log's files oldest first, each once (a rotation between listing and opening can
+/// make two names one file).
+fn open_chain(path: &Path) -> Vec<LineReader> {
+    let mut out: Vec<LineReader> = Vec::new();
+    for p in files(path) {
+        if let Ok(r) = LineReader::open(&p) {
+            if !out.iter().any(|x| x.ino == r.ino) {
+                out.push(r);
+            }
+        }
+    }
+    out
 }
 
 /// Where a follower learns that the container has exited.
 pub trait Follow {
     fn done(&self) -> bool;
+    /// Waits up to `timeout` for something to read or for the end; may return early.
+    fn wait(&self, timeout: Duration) {
+        std::thread::sleep(timeout);
+    }
 }
 
 impl<F: Fn() -> bool> Follow for F {
@@ -169,8 +208,66 @@ impl<F: Fn() -> bool> Follow for F {
     }
 }
 
+/// A follower woken by the kernel (inotify(7)) instead of by a timer: when the log's
+/// directory changes (a write, a rotation) or the container's state directory does (the
+/// shim's exit record appears), so new lines and the end arrive at once.
+pub struct Watched<F: Fn() -> bool> {
+    pub done: F,
+    inotify: Option<nix::sys::inotify::Inotify>,
+}
+
+impl<F: Fn() -> bool> Watched<F> {
+    /// Watches `log_dir` for writes and renames and `state_dir` for new files. Without
+    /// inotify (no watches left) it falls back to polling.
+    pub fn new(done: F, log_dir: &Path, state_dir: &Path) -> Watched<F> {
+        use nix::sys::inotify::{AddWatchFlags as W, InitFlags, Inotify};
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)
+            .ok()
+            .filter(|i| {
+                i.add_watch(
+                    log_dir,
+                    W::IN_MODIFY | W::IN_CREATE | W::IN_MOVED_FROM | W::IN_MOVED_TO,
+                )
+                .is_ok()
+                    && i.add_watch(state_dir, W::IN_CREATE | W::IN_MOVED_TO | W::IN_DELETE_SELF)
+                        .is_ok()
+            });
+        Watched { done, inotify }
+    }
+}
+
+impl<F: Fn() -> bool> Follow for Watched<F> {
+    fn done(&self) -> bool {
+        (self.done)()
+    }
+
+    fn wait(&self, timeout: Duration) {
+        use std::os::fd::AsFd;
+        let Some(i) = &self.inotify else {
+            std::thread::sleep(timeout);
+            return;
+        };
+        let ms = timeout.as_millis().min(u16::MAX as u128) as u16;
+        let mut fds = [nix::poll::PollFd::new(
+            i.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+        // Drain: the events only wake us; the files say what happened.
+        while let Ok(ev) = i.read_events() {
+            if ev.is_empty() {
+                break;
+            }
+        }
+    }
+}
+
 /// Reads the log at `path` as `q` asks, handing batches of entries to `emit` (which returns
 /// false when the reader is gone). Blocks while following; run it on a blocking thread.
+///
+/// Consecutive lines of one stream that the shim wrote with one timestamp (one read of the
+/// container's pipe) travel as one entry: the bytes are the same, the overhead per line is
+/// gone. A client that shows timestamps repeats the entry's time on each of its lines.
 pub fn read(
     path: &Path,
     q: &Query,
@@ -182,37 +279,34 @@ pub fn read(
         batch: Vec::new(),
         bytes: 0,
     };
-    // History: every rotated file, then the live file up to its current end.
-    let all = files(path);
-    let (rotated, live) = all.split_at(all.len() - 1);
+    // History: every rotated file, then the live file up to its current end. All are opened
+    // first, so that rotations while we read cannot make us skip or repeat a file.
+    let mut chain = open_chain(path);
+    let mut cur = chain.pop();
     let mut history: std::collections::VecDeque<Entry> = Default::default();
     let mut lines_kept = 0usize;
-    let mut keep = |e: Entry, history: &mut std::collections::VecDeque<Entry>| {
-        // With a tail, hold only the last N lines (a line = its P entries + the F).
-        if let Some(n) = q.tail {
-            if !e.partial {
-                lines_kept += 1;
+    // With a tail, hold only the last N lines (a line = its P entries + the F).
+    let mut keep = |e: LineRef<'_>, history: &mut std::collections::VecDeque<Entry>, n: usize| {
+        if !e.2 {
+            lines_kept += 1;
+        }
+        history.push_back(owned(e));
+        while lines_kept > n {
+            match history.pop_front() {
+                Some(x) if !x.partial => lines_kept -= 1,
+                Some(_) => {}
+                None => break,
             }
-            history.push_back(e);
-            while lines_kept > n {
-                match history.pop_front() {
-                    Some(x) if !x.partial => lines_kept -= 1,
-                    Some(_) => {}
-                    None => break,
-                }
-            }
-            None
-        } else {
-            Some(e)
         }
     };
-    for f in rotated {
-        let Ok(mut r) = LineReader::open(f) else {
-            continue; // rotated away meanwhile
-        };
+    for r in chain.iter_mut().chain(cur.iter_mut()) {
         while let Some(line) = r.next_line()? {
-            if let Some(e) = parse_line(&line).filter(|e| q.wants(e)) {
-                if let Some(e) = keep(e, &mut history) {
+            let Some(e) = parse_ref(line).filter(|e| q.wants(e)) else {
+                continue;
+            };
+            match q.tail {
+                Some(n) => keep(e, &mut history, n),
+                None => {
                     if !out.push(e) {
                         return Ok(());
                     }
@@ -220,24 +314,9 @@ pub fn read(
             }
         }
     }
-    let mut cur = match LineReader::open(&live[0]) {
-        Ok(r) => Some(r),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-        Err(e) => return Err(e),
-    };
-    if let Some(r) = cur.as_mut() {
-        while let Some(line) = r.next_line()? {
-            if let Some(e) = parse_line(&line).filter(|e| q.wants(e)) {
-                if let Some(e) = keep(e, &mut history) {
-                    if !out.push(e) {
-                        return Ok(());
-                    }
-                }
-            }
-        }
-    }
+    drop(chain);
     while let Some(e) = history.pop_front() {
-        if !out.push(e) {
+        if !out.push_owned(e) {
             return Ok(());
         }
     }
@@ -254,26 +333,40 @@ pub fn read(
         if let Some(r) = cur.as_mut() {
             while let Some(line) = r.next_line()? {
                 got = true;
-                if let Some(e) = parse_line(&line).filter(|e| q.wants(e)) {
+                if let Some(e) = parse_ref(line).filter(|e| q.wants(e)) {
                     if !out.push(e) {
                         return Ok(());
                     }
                 }
             }
         }
-        // Rotated (or created) since we opened it?
+        // Rotated (or created) since we opened it? The shim renames the file and starts a
+        // new one, after its last write to the old one: what is left in ours is complete.
         let now_ino = std::fs::metadata(path).map(|m| m.ino()).ok();
         if now_ino.is_some() && now_ino != cur.as_ref().map(|r| r.ino) {
             if let Some(r) = cur.as_mut() {
                 while let Some(line) = r.next_line()? {
-                    if let Some(e) = parse_line(&line).filter(|e| q.wants(e)) {
+                    if let Some(e) = parse_ref(line).filter(|e| q.wants(e)) {
                         if !out.push(e) {
                             return Ok(());
                         }
                     }
                 }
             }
-            cur = LineReader::open(path).ok();
+            // The next file is the one after ours in the chain (it may have been rotated
+            // too, if we fell behind); ours gone from the chain means we fell behind past the
+            // rotation limit, and the oldest file left is next.
+            let ours = cur.as_ref().map(|r| r.ino);
+            let mut chain = open_chain(path);
+            let next = match chain.iter().position(|r| Some(r.ino) == ours) {
+                Some(i) => i + 1,
+                None => 0,
+            };
+            cur = if next < chain.len() {
+                Some(chain.swap_remove(next))
+            } else {
+                None
+            };
             continue;
         }
         if !out.flush() {
@@ -285,8 +378,8 @@ pub fn read(
         if got {
             idle = Duration::from_millis(1);
         } else {
-            std::thread::sleep(idle);
-            idle = (idle * 2).min(Duration::from_millis(50));
+            follow.wait(idle);
+            idle = (idle * 2).min(Duration::from_millis(100));
         }
     }
 }
@@ -301,8 +394,32 @@ struct Batcher<'a, F: FnMut(Vec<Entry>) -> bool> {
 impl<F: FnMut(Vec<Entry>) -> bool> Batcher<'_, F> {
     const BATCH_BYTES: usize = 64 << 10;
 
-    /// Adds an entry; false once the receiver is gone.
-    fn push(&mut self, e: Entry) -> bool {
+    /// Adds a line, merged into the last entry when it has the same time and stream;
+    /// false once the receiver is gone.
+    fn push(&mut self, (time, stderr, partial, content): LineRef<'_>) -> bool {
+        match self.batch.last_mut() {
+            Some(last) if last.stderr == stderr && last.time == time => {
+                last.data.extend_from_slice(content);
+                if !partial {
+                    last.data.push(b'\n');
+                }
+                last.partial = partial;
+                self.bytes += content.len() + 1;
+            }
+            _ => {
+                let e = owned((time, stderr, partial, content));
+                self.bytes += e.data.len() + 40;
+                self.batch.push(e);
+            }
+        }
+        if self.bytes >= Self::BATCH_BYTES {
+            return self.flush();
+        }
+        true
+    }
+
+    /// Adds an entry as it is.
+    fn push_owned(&mut self, e: Entry) -> bool {
         self.bytes += e.data.len() + 40;
         self.batch.push(e);
         if self.bytes >= Self::BATCH_BYTES {
@@ -319,17 +436,6 @@ impl<F: FnMut(Vec<Entry>) -> bool> Batcher<'_, F> {
         self.bytes = 0;
         (self.emit)(std::mem::take(&mut self.batch))
     }
-}
-
-/// Reads a whole small file (for tests).
-#[allow(dead_code)]
-fn read_all(p: &Path) -> Vec<u8> {
-    let mut v = Vec::new();
-    if let Ok(mut f) = File::open(p) {
-        let _ = f.seek(SeekFrom::Start(0));
-        let _ = f.read_to_end(&mut v);
-    }
-    v
 }
 
 #[cfg(test)]
@@ -465,6 +571,75 @@ mod tests {
         let s = String::from_utf8(out).unwrap();
         assert!(s.ends_with("c\nd\ne\n"), "{s:?}");
         assert_eq!(s.matches("b\n").count(), 1, "{s:?}");
+    }
+
+    #[test]
+    fn a_follower_that_falls_two_rotations_behind_loses_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctr.log");
+        let t = "2026-01-01T00:00:00.000000000Z";
+        std::fs::write(&p, line(t, "stdout", "F", "a")).unwrap();
+        let calls = std::cell::Cell::new(0);
+        let p2 = p.clone();
+        let rotate = |next: &str| {
+            // As the shim does: shift .1 to .2, the live file to .1, start a new one.
+            let one = format!("{}.1", p2.display());
+            let two = format!("{}.2", p2.display());
+            if std::path::Path::new(&one).exists() {
+                std::fs::rename(&one, &two).unwrap();
+            }
+            std::fs::rename(&p2, &one).unwrap();
+            std::fs::write(&p2, line(t, "stdout", "F", next)).unwrap();
+        };
+        let done = || {
+            calls.set(calls.get() + 1);
+            if calls.get() == 1 {
+                // Between two reads of the follower: more in the live file, two rotations.
+                let mut f = std::fs::OpenOptions::new().append(true).open(&p2).unwrap();
+                std::io::Write::write_all(&mut f, line(t, "stdout", "F", "b").as_bytes()).unwrap();
+                rotate("c");
+                rotate("d");
+                false
+            } else {
+                true
+            }
+        };
+        let mut out = Vec::new();
+        read(
+            &p,
+            &Query {
+                follow: true,
+                ..Default::default()
+            },
+            &done,
+            |b| {
+                out.extend(b.into_iter().flat_map(|e| e.data));
+                true
+            },
+        )
+        .unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "a\nb\nc\nd\n");
+    }
+
+    #[test]
+    fn lines_of_one_write_travel_as_one_entry() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("ctr.log");
+        let t = "2026-01-01T00:00:00.000000000Z";
+        let u = "2026-01-01T00:00:01.000000000Z";
+        std::fs::write(
+            &p,
+            line(t, "stdout", "F", "1")
+                + &line(t, "stdout", "F", "2")
+                + &line(t, "stderr", "F", "e")
+                + &line(u, "stdout", "P", "3"),
+        )
+        .unwrap();
+        let all = collect(&p, &Query::default());
+        assert_eq!(all.len(), 3, "{all:?}");
+        assert_eq!(all[0].data, b"1\n2\n");
+        assert_eq!(all[1].data, b"e\n");
+        assert!(all[2].partial);
     }
 
     #[test]

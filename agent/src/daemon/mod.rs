@@ -149,6 +149,8 @@ pub struct Event {
 pub struct Entry {
     pub id: String,
     meta: Mutex<Meta>,
+    /// Held while a change to `meta` is saved.
+    saving: Mutex<()>,
     /// Serializes lifecycle operations on this container.
     op: tokio::sync::Mutex<()>,
     observed: watch::Sender<Observed>,
@@ -541,6 +543,9 @@ impl Daemon {
     }
 
     fn update_meta(&self, e: &Entry, f: impl FnOnce(&mut Meta)) -> Result<Meta> {
+        // Changes are saved in the order they were made: a later change's file never gets
+        // overwritten by an earlier one's.
+        let _saving = lock(&e.saving);
         let m = {
             let mut g = lock(&e.meta);
             f(&mut g);
@@ -1239,6 +1244,7 @@ fn new_entry(meta: Meta) -> Entry {
     Entry {
         id: meta.id.clone(),
         meta: Mutex::new(meta),
+        saving: Mutex::new(()),
         op: tokio::sync::Mutex::new(()),
         observed,
         kick: Notify::new(),

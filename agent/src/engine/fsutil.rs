@@ -39,7 +39,11 @@ pub fn write_atomic_with(path: &Path, data: &[u8], durability: Durability) -> Re
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
+    // Unique per write, not just per process: threads of one process (minid serve) may write
+    // the same file at once, and a shared temp name would let one truncate the other's.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.tmp.{}.{seq}", std::process::id()));
     let res = (|| {
         let mut f = File::create(&tmp).map_err(|e| EngineError::io("create", &tmp, e))?;
         f.write_all(data)

@@ -224,9 +224,11 @@ impl ContainerService for Containers {
         let (tx, rx) = mpsc::channel::<Result<pb::LogsResponse, Status>>(16);
         let d = self.daemon.clone();
         let id = e.id.clone();
+        let state_dir = self.daemon.rt.dir(&e.id);
         tokio::task::spawn_blocking(move || {
-            let done = || d.log_done(&id);
-            let res = logs::read(&path, &q, &done, |batch| {
+            let log_dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+            let follow = logs::Watched::new(|| d.log_done(&id), &log_dir, &state_dir);
+            let res = logs::read(&path, &q, &follow, |batch| {
                 let entries = batch
                     .into_iter()
                     .map(|e| pb::LogEntry {

@@ -182,12 +182,14 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         tokio::select! {
             _ = term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
         }
         tracing::info!("stopping; containers keep running under their shims");
+        let _ = stopping_tx.send(true);
     };
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
@@ -207,14 +209,22 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let node = NodeServiceServer::new(node::Node {
         daemon: daemon.clone(),
     });
-    tonic::transport::Server::builder()
+    let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
         .add_service(health)
         .add_service(containers)
         .add_service(images)
         .add_service(node)
-        .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown)
-        .await
-        .context("serving")?;
+        .serve_with_incoming_shutdown(crate::tls::incoming(listener, tls), shutdown);
+    // A graceful stop waits for open calls; streams that never end by themselves (a log
+    // follower, an event watcher) get a few seconds, then the agent exits anyway.
+    let grace = async {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    };
+    tokio::select! {
+        r = server => r.context("serving")?,
+        _ = grace => tracing::warn!("open streams did not end within 5 s of the stop signal; exiting"),
+    }
     Ok(())
 }

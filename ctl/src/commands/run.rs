@@ -42,11 +42,17 @@ pub async fn copy_logs(
             } else {
                 &mut out
             };
-            if timestamps {
-                let _ = w.write_all(e.time.as_bytes());
-                let _ = w.write_all(b" ");
-            }
-            if w.write_all(&e.data).is_err() {
+            // An entry may hold several lines written at one time: each gets the time.
+            let ok = if timestamps {
+                e.data.split_inclusive(|b| *b == b'\n').all(|l| {
+                    w.write_all(e.time.as_bytes()).is_ok()
+                        && w.write_all(b" ").is_ok()
+                        && w.write_all(l).is_ok()
+                })
+            } else {
+                w.write_all(&e.data).is_ok()
+            };
+            if !ok {
                 // Our reader went away (`| head`): stop quietly.
                 return Ok(());
             }

@@ -101,3 +101,35 @@ fn containers_survive_a_killed_agent() {
         assert_eq!(*v, k as u64 + 1, "line {k}: a gap or duplicate");
     }
 }
+
+#[test]
+fn sigterm_stops_the_agent_even_with_open_streams_and_containers_run_on() {
+    require_root!();
+    let mut n = Node::start();
+    n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "svc",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do echo tick; sleep 0.2; done",
+    ]);
+    let mut follower = n.ctl_spawn(&["logs", "-f", "svc"]);
+    std::thread::sleep(Duration::from_millis(500));
+    let t0 = std::time::Instant::now();
+    let st = n
+        .stop(Duration::from_secs(15))
+        .expect("minid did not exit after SIGTERM");
+    assert!(st.success(), "{st:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t0.elapsed()
+    );
+    let _ = follower.kill();
+    let _ = follower.wait();
+    n.launch();
+    assert_eq!(n.inspect("svc")["State"]["Status"], "running");
+}
