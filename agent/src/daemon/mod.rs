@@ -539,10 +539,31 @@ impl Daemon {
     }
 
     fn save(&self, m: &Meta) -> Result<()> {
-        fsutil::write_json_atomic(&self.dir(&m.id).join(META_FILE), m)
+        self.save_with(m, fsutil::Durability::Durable)
     }
 
+    fn save_with(&self, m: &Meta, d: fsutil::Durability) -> Result<()> {
+        fsutil::write_json_atomic_with(&self.dir(&m.id).join(META_FILE), m, d)
+    }
+
+    /// Changes and saves what a user decided (config, a stop): durably.
     fn update_meta(&self, e: &Entry, f: impl FnOnce(&mut Meta)) -> Result<Meta> {
+        self.update_meta_with(e, fsutil::Durability::Durable, f)
+    }
+
+    /// Changes and saves what minid can learn again from the engine's own records (start
+    /// time, last exit, restart count, an error): atomically but without waiting for the
+    /// disk, so that starts and exits do not pay an fsync.
+    fn note_meta(&self, e: &Entry, f: impl FnOnce(&mut Meta)) -> Result<Meta> {
+        self.update_meta_with(e, fsutil::Durability::Volatile, f)
+    }
+
+    fn update_meta_with(
+        &self,
+        e: &Entry,
+        d: fsutil::Durability,
+        f: impl FnOnce(&mut Meta),
+    ) -> Result<Meta> {
         // Changes are saved in the order they were made: a later change's file never gets
         // overwritten by an earlier one's.
         let _saving = lock(&e.saving);
@@ -551,7 +572,7 @@ impl Daemon {
             f(&mut g);
             g.clone()
         };
-        self.save(&m)?;
+        self.save_with(&m, d)?;
         Ok(m)
     }
 
@@ -730,7 +751,9 @@ impl Daemon {
     pub async fn start(self: &Arc<Self>, key: &str) -> Result<i32> {
         let e = self.find(key)?;
         let _op = e.op.lock().await;
-        self.update_meta(&e, |m| m.manually_stopped = false)?;
+        if e.meta().manually_stopped {
+            self.update_meta(&e, |m| m.manually_stopped = false)?;
+        }
         let pid = self.start_locked(&e).await?;
         Ok(pid)
     }
@@ -759,7 +782,7 @@ impl Daemon {
             Ok(d.rt.load(&id)?.record()?.pid)
         })
         .await?;
-        let m = self.update_meta(e, |m| {
+        let m = self.note_meta(e, |m| {
             m.started_at = Some(logs::format_time(SystemTime::now()));
             m.error = None;
         })?;
@@ -1070,7 +1093,12 @@ impl Daemon {
         if e.removing.load(Ordering::SeqCst) || self.unhandled_exit(e).as_ref() != Some(&exit) {
             return;
         }
-        let m = match self.update_meta(e, |m| m.last_exit = Some(exit.clone())) {
+        // Waiters first (their answer comes from the exit record itself), then the disk.
+        e.observed.send_modify(|o| {
+            o.exits += 1;
+            o.last_exit = Some(exit.clone());
+        });
+        let m = match self.note_meta(e, |m| m.last_exit = Some(exit.clone())) {
             Ok(m) => m,
             Err(err) => {
                 tracing::error!(container_id = %e.id, error = %err, "recording an exit");
@@ -1084,10 +1112,6 @@ impl Daemon {
         let mut attrs = BTreeMap::new();
         attrs.insert("exitCode".into(), exit.code.to_string());
         self.emit("die", &m, attrs);
-        e.observed.send_modify(|o| {
-            o.exits += 1;
-            o.last_exit = Some(exit.clone());
-        });
         let restart =
             !m.manually_stopped && m.config.restart.should_restart(exit.code, m.restart_count);
         if !restart {
@@ -1122,11 +1146,11 @@ impl Daemon {
         if e.removing.load(Ordering::SeqCst) || e.meta().manually_stopped {
             return;
         }
-        let _ = self.update_meta(e, |m| m.restart_count += 1);
+        let _ = self.note_meta(e, |m| m.restart_count += 1);
         self.emit("restart", &e.meta(), BTreeMap::new());
         if let Err(err) = self.start_locked(e).await {
             tracing::error!(container_id = %e.id, error = %err, "restart failed");
-            let _ = self.update_meta(e, |m| m.error = Some(err.to_string()));
+            let _ = self.note_meta(e, |m| m.error = Some(err.to_string()));
         }
     }
 

@@ -238,11 +238,20 @@ impl ContainerService for Containers {
                         partial: e.partial,
                     })
                     .collect();
-                tx.blocking_send(Ok(pb::LogsResponse { entries })).is_ok()
+                tx.blocking_send(Ok(pb::LogsResponse {
+                    entries,
+                    end: false,
+                }))
+                .is_ok()
             });
-            if let Err(e) = res {
-                let _ = tx.blocking_send(Err(Status::internal(format!("reading the log: {e}"))));
-            }
+            let last = match res {
+                Ok(()) => Ok(pb::LogsResponse {
+                    entries: Vec::new(),
+                    end: true,
+                }),
+                Err(e) => Err(Status::internal(format!("reading the log: {e}"))),
+            };
+            let _ = tx.blocking_send(last);
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }

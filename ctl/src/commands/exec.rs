@@ -107,7 +107,11 @@ impl ExecArgs {
                         use std::io::Write;
                         let _ = std::io::stderr().write_all(&b);
                     }
-                    Some(Out::Exit(x)) => code = x.exit_code,
+                    Some(Out::Exit(x)) => {
+                        // Always the last message: the output is complete.
+                        code = x.exit_code;
+                        break;
+                    }
                     _ => {}
                 },
                 Ok(None) => break,

@@ -34,6 +34,7 @@ pub async fn copy_logs(
     timestamps: bool,
 ) -> Result<(), tonic::Status> {
     while let Some(batch) = s.message().await? {
+        let end = batch.end;
         let mut out = std::io::stdout().lock();
         let mut err = std::io::stderr().lock();
         for e in batch.entries {
@@ -59,6 +60,10 @@ pub async fn copy_logs(
         }
         let _ = out.flush();
         let _ = err.flush();
+        if end {
+            // The node's word that nothing follows: no need to wait for the stream's close.
+            break;
+        }
     }
     Ok(())
 }
