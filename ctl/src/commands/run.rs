@@ -144,10 +144,17 @@ impl RunArgs {
                     .await;
             }
         });
+        // With --rm, return once the container is gone, as `docker run --rm` does (the node
+        // keeps its exit for the answer).
+        let condition = if self.create.rm {
+            "removed"
+        } else {
+            "not-running"
+        };
         let exit = c
             .wait(pb::WaitRequest {
                 container: id.clone(),
-                condition: "not-running".into(),
+                condition: condition.into(),
             })
             .await;
         proxy.abort();
