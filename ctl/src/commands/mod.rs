@@ -40,13 +40,8 @@ use crate::tls::TlsFiles;
                   development certificates a local `minid serve` writes to /var/lib/minid/pki."
 )]
 pub struct Cli {
-    /// Node to talk to, host:port
-    #[arg(
-        long,
-        global = true,
-        env = "MINICTL_NODE",
-        default_value = "127.0.0.1:7000"
-    )]
+    /// Node to talk to, host:port (before the command: `pki cert create --node` names a node)
+    #[arg(long, env = "MINICTL_NODE", default_value = "127.0.0.1:7000")]
     pub node: String,
     /// CA certificate that signs the nodes' certificates (PEM)
     #[arg(long, global = true, env = "MINICTL_TLS_CA")]

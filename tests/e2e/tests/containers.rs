@@ -384,3 +384,55 @@ fn run_attaches_stdin_and_a_terminal() {
     t.write(b"exit 4\n");
     assert_eq!(t.wait().code(), Some(4));
 }
+
+#[test]
+fn update_pause_and_wait_conditions() {
+    require_root!();
+    let n = Node::start();
+    n.ok(&[
+        "run", "-d", "--name", "u", "-m", "64m", "busybox", "sleep", "1000",
+    ]);
+    // A live limit change reaches the kernel: the container reads its own cgroup.
+    n.ok(&["update", "-m", "96m", "--pids-limit", "50", "u"]);
+    let mem = n.ok(&[
+        "exec", "u", "sh", "-c",
+        "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes",
+    ]);
+    assert_eq!(mem.trim(), (96u64 << 20).to_string());
+    let pids = n.ok(&[
+        "exec",
+        "u",
+        "sh",
+        "-c",
+        "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max",
+    ]);
+    assert_eq!(pids.trim(), "50");
+    assert_eq!(n.inspect("u")["HostConfig"]["Memory"], 96 << 20);
+    let out = n.ctl(&["update", "-m", "12Q", "u"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
+
+    // Pause freezes it (exec is refused, status says so), unpause thaws it.
+    n.ok(&["pause", "u"]);
+    assert_eq!(n.inspect("u")["State"]["Status"], "paused");
+    assert!(n.ok(&["ps"]).contains("(Paused)"));
+    n.ok(&["unpause", "u"]);
+    assert_eq!(n.inspect("u")["State"]["Status"], "running");
+
+    // wait --condition next-exit blocks until the next exit; removed until it is gone.
+    let mut next = n.ctl_spawn(&["wait", "--condition", "next-exit", "u"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        next.try_wait().expect("poll").is_none(),
+        "next-exit returned before an exit"
+    );
+    n.ok(&["kill", "u"]);
+    let out = next.wait_with_output().expect("wait next-exit");
+    assert_eq!(out.status.code(), Some(137));
+    let mut removed = n.ctl_spawn(&["wait", "--condition", "removed", "u"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(removed.try_wait().expect("poll").is_none());
+    n.ok(&["rm", "u"]);
+    let out = removed.wait_with_output().expect("wait removed");
+    assert_eq!(out.status.code(), Some(137));
+}
