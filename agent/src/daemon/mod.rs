@@ -115,6 +115,72 @@ pub struct View {
     pub exit: Option<ExitInfo>,
 }
 
+/// One process of a container, from `/proc/<pid>` (proc(5)).
+#[derive(Debug, Clone)]
+pub struct ProcessInfo {
+    pub pid: i32,
+    pub ppid: i32,
+    pub uid: u32,
+    pub state: String,
+    pub cpu_ns: u64,
+    pub started_at: SystemTime,
+    pub cmd: String,
+}
+
+impl ProcessInfo {
+    /// None when the process is gone meanwhile.
+    pub fn read(pid: i32) -> Option<ProcessInfo> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // comm is in parentheses and may contain anything: split at the last ')'.
+        let (head, rest) = stat.rsplit_once(')')?;
+        let comm = head.split_once('(').map(|(_, c)| c).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // After ')': state(0) ppid(1) ... utime(11) stime(12) ... starttime(19)
+        let tick = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .unwrap_or(100) as u64;
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let uid = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse().ok())
+            })
+            .unwrap_or(0);
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmd = if cmdline.is_empty() {
+            format!("[{comm}]")
+        } else {
+            cmdline
+                .split(|b| *b == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let boot = std::fs::read_to_string("/proc/stat").ok().and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("btime "))
+                .and_then(|l| l[6..].trim().parse::<u64>().ok())
+        })?;
+        let started_at = SystemTime::UNIX_EPOCH
+            + Duration::from_secs(boot)
+            + Duration::from_millis(num(19) * 1000 / tick);
+        Some(ProcessInfo {
+            pid,
+            ppid: num(1) as i32,
+            uid,
+            state: f.first().unwrap_or(&"?").to_string(),
+            cpu_ns: (num(11) + num(12)) * 1_000_000_000 / tick,
+            started_at,
+            cmd,
+        })
+    }
+}
+
 /// A live resource change (`update`): only the fields that are set change.
 #[derive(Debug, Clone, Default)]
 pub struct ResourceUpdate {
@@ -1152,6 +1218,27 @@ impl Daemon {
             tracing::error!(container_id = %e.id, error = %err, "restart failed");
             let _ = self.note_meta(e, |m| m.error = Some(err.to_string()));
         }
+    }
+
+    // ---- processes ---------------------------------------------------------------------------
+
+    /// The processes in the container's cgroup (`top`), read from `/proc`.
+    pub fn top(&self, e: &Entry) -> Result<Vec<ProcessInfo>> {
+        let c = self.rt.load(&e.id)?;
+        if !matches!(c.status(), Status::Running | Status::Paused) {
+            return Err(EngineError::Precondition(format!(
+                "container {} is not running",
+                e.meta().name
+            )));
+        }
+        let mut out = Vec::new();
+        for pid in c.cgroup()?.pids()? {
+            if let Some(p) = ProcessInfo::read(pid) {
+                out.push(p);
+            }
+        }
+        out.sort_by_key(|p| p.pid);
+        Ok(out)
     }
 
     // ---- stats and live updates ------------------------------------------------------------

@@ -519,6 +519,32 @@ impl ContainerService for Containers {
         }))
     }
 
+    async fn top(&self, req: Request<pb::TopRequest>) -> Result<Response<pb::TopResponse>, Status> {
+        let p = auth::peer(&req)?;
+        let e = self
+            .daemon
+            .find(container_arg(&req.get_ref().container)?)
+            .map_err(err(p.may_mutate()))?;
+        let d = self.daemon.clone();
+        let procs = daemon::blocking(move || d.top(&e))
+            .await
+            .map_err(err(p.may_mutate()))?;
+        Ok(Response::new(pb::TopResponse {
+            processes: procs
+                .into_iter()
+                .map(|p| pb::ProcessInfo {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    uid: p.uid,
+                    state: p.state,
+                    cpu_ns: p.cpu_ns,
+                    started_at: logs::format_time(p.started_at),
+                    cmd: p.cmd,
+                })
+                .collect(),
+        }))
+    }
+
     async fn pause(
         &self,
         req: Request<pb::PauseRequest>,

@@ -276,14 +276,21 @@ impl CreateArgs {
             eprintln!("minictl: {e}");
             crate::EXIT_FAILURE
         })?;
+        let req = pb::CreateRequest {
+            name: self.name.clone().unwrap_or_default(),
+            config: Some(config),
+        };
+        let size = prost::Message::encoded_len(&req);
+        if size > crate::client::MAX_MESSAGE {
+            eprintln!(
+                "minictl: the container's configuration is {} MiB, more than the {} MiB a request may carry (a large --env-file?)",
+                size >> 20,
+                crate::client::MAX_MESSAGE >> 20
+            );
+            return Err(crate::EXIT_FAILURE);
+        }
         let mut c = ctx.client.containers.clone();
-        match c
-            .create(pb::CreateRequest {
-                name: self.name.clone().unwrap_or_default(),
-                config: Some(config),
-            })
-            .await
-        {
+        match c.create(req).await {
             Ok(r) => {
                 let r = r.into_inner();
                 for w in r.warnings {

@@ -20,6 +20,7 @@ mod rm;
 mod run;
 mod stats;
 mod terminal;
+mod top;
 mod update;
 mod wait;
 
@@ -93,6 +94,8 @@ pub enum Command {
     Stats(stats::StatsArgs),
     /// Run a command in a running container
     Exec(exec::ExecArgs),
+    /// The processes of a running container
+    Top(top::TopArgs),
     /// Change a container's limits or restart policy while it runs
     Update(update::UpdateArgs),
     /// Lifecycle events as they happen
@@ -177,6 +180,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Wait(a) => a.run(&ctx).await,
         Command::Stats(a) => a.run(&ctx).await,
         Command::Exec(a) => a.run(&ctx).await,
+        Command::Top(a) => a.run(&ctx).await,
         Command::Update(a) => a.run(&ctx).await,
         Command::Events(a) => a.run(&ctx).await,
         Command::Images(a) => a.run(&ctx).await,

@@ -412,6 +412,13 @@ fn update_pause_and_wait_conditions() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
 
+    // top: the container's processes as the host sees them.
+    let top = n.ok(&["top", "u"]);
+    assert!(top.starts_with("UID"), "{top}");
+    assert!(top.contains("sleep 1000"), "{top}");
+    let pid = n.inspect("u")["State"]["Pid"].as_i64().unwrap_or(0);
+    assert!(top.contains(&format!(" {pid} ")), "{top} lacks {pid}");
+
     // Pause freezes it (exec is refused, status says so), unpause thaws it.
     n.ok(&["pause", "u"]);
     assert_eq!(n.inspect("u")["State"]["Status"], "paused");
