@@ -1243,10 +1243,12 @@ impl Daemon {
 
     // ---- stats and live updates ------------------------------------------------------------
 
-    /// The container's cgroup statistics now.
-    pub fn stats(&self, e: &Entry) -> Result<crate::engine::cgroups::Stats> {
+    /// The container's cgroup statistics now, and its network bytes (received, sent).
+    pub fn stats(&self, e: &Entry) -> Result<(crate::engine::cgroups::Stats, (u64, u64))> {
         let c = self.rt.load(&e.id)?;
-        Ok(c.cgroup()?.stats()?)
+        let s = c.cgroup()?.stats()?;
+        let pid = c.record.as_ref().map(|r| r.pid).unwrap_or(0);
+        Ok((s, net_io(pid)))
     }
 
     /// Changes limits of a live container (its cgroup) and remembers them, and the restart
@@ -1362,6 +1364,41 @@ fn new_entry(meta: Meta) -> Entry {
         restarting: AtomicBool::new(false),
         removing: AtomicBool::new(false),
     }
+}
+
+/// Bytes received and sent on the interfaces of `pid`'s network namespace, loopback
+/// excluded (proc(5), /proc/PID/net/dev); zero when it shares the host's namespace, whose
+/// traffic is not the container's (Docker shows none for `--network host` either).
+fn net_io(pid: i32) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    if pid <= 0 {
+        return (0, 0);
+    }
+    let ns = |p: String| std::fs::metadata(p).map(|m| (m.dev(), m.ino())).ok();
+    if ns(format!("/proc/{pid}/ns/net")) == ns("/proc/self/ns/net".into()) {
+        return (0, 0);
+    }
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) else {
+        return (0, 0);
+    };
+    let (mut rx, mut tx) = (0u64, 0u64);
+    for line in text.lines().skip(2) {
+        let Some((iface, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if iface.trim() == "lo" {
+            continue;
+        }
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect();
+        if f.len() >= 9 {
+            rx = rx.saturating_add(f[0]);
+            tx = tx.saturating_add(f[8]);
+        }
+    }
+    (rx, tx)
 }
 
 fn is_mountpoint(p: &Path) -> bool {

@@ -299,8 +299,8 @@ impl ContainerService for Containers {
                         if !convert::matches(&v, &filters)? {
                             continue;
                         }
-                        if let Ok(s) = d2.stats(&e) {
-                            out.push(convert::stats(&v, &s));
+                        if let Ok((s, net)) = d2.stats(&e) {
+                            out.push(convert::stats(&v, &s, net));
                         }
                     }
                     Ok(out)

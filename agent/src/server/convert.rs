@@ -217,7 +217,8 @@ pub fn matches(v: &View, filters: &[String]) -> Result<bool> {
     Ok(true)
 }
 
-pub fn stats(v: &View, s: &crate::engine::cgroups::Stats) -> pb::ContainerStats {
+pub fn stats(v: &View, s: &crate::engine::cgroups::Stats, net: (u64, u64)) -> pb::ContainerStats {
+    let psi = |p: Option<u64>| p.map(|v| v as f64 / 100.0).unwrap_or(-1.0);
     pb::ContainerStats {
         id: v.meta.id.clone(),
         name: v.meta.name.clone(),
@@ -236,15 +237,15 @@ pub fn stats(v: &View, s: &crate::engine::cgroups::Stats) -> pb::ContainerStats 
         pids_limit: s.pids_limit.unwrap_or(0),
         block_read_bytes: s.io_read_bytes,
         block_write_bytes: s.io_write_bytes,
-        net_rx_bytes: 0,
-        net_tx_bytes: 0,
+        net_rx_bytes: net.0,
+        net_tx_bytes: net.1,
         cpu_periods: s.cpu_nr_periods,
         cpu_throttled_periods: s.cpu_nr_throttled,
         cpu_throttled_ns: s.cpu_throttled_ns,
-        cpu_pressure_some_avg10: -1.0,
-        memory_pressure_some_avg10: -1.0,
-        io_pressure_some_avg10: -1.0,
-        page_faults: 0,
-        major_page_faults: 0,
+        cpu_pressure_some_avg10: psi(s.cpu_pressure),
+        memory_pressure_some_avg10: psi(s.memory_pressure),
+        io_pressure_some_avg10: psi(s.io_pressure),
+        page_faults: s.page_faults,
+        major_page_faults: s.major_page_faults,
     }
 }

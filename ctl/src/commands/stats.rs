@@ -102,7 +102,9 @@ impl StatsArgs {
                         "MemUsage": x.memory_working_set, "MemLimit": limit,
                         "MemPerc": format!("{mem_pct:.2}%"), "PIDs": x.pids_current,
                         "BlockRead": x.block_read_bytes, "BlockWrite": x.block_write_bytes,
-                        "CPUUsageNs": x.cpu_usage_ns,
+                        "CPUUsageNs": x.cpu_usage_ns, "NetRx": x.net_rx_bytes, "NetTx": x.net_tx_bytes,
+                        "PageFaults": x.page_faults, "MajorPageFaults": x.major_page_faults,
+                        "CPUPressure": x.cpu_pressure_some_avg10,
                     }));
                     continue;
                 }

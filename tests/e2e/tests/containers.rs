@@ -412,6 +412,14 @@ fn update_pause_and_wait_conditions() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("not a size"), "{}", stderr(&out));
 
+    // stats as JSON: the kernel's counters for this container.
+    let st = n.ok(&["--format", "json", "stats", "--no-stream", "u"]);
+    let v: serde_json::Value =
+        serde_json::from_str(st.lines().next().unwrap_or("")).expect("stats json");
+    assert!(v["PageFaults"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert!(v["PIDs"].as_u64().unwrap_or(0) >= 1, "{v}");
+    assert_eq!(v["MemLimit"], 96 << 20, "{v}");
+
     // top: the container's processes as the host sees them.
     let top = n.ok(&["top", "u"]);
     assert!(top.starts_with("UID"), "{top}");

@@ -180,6 +180,14 @@ pub struct Stats {
     pub io_write_bytes: u64,
     pub io_read_ops: u64,
     pub io_write_ops: u64,
+    /// Page faults, all and major (memory.stat pgfault, pgmajfault).
+    pub page_faults: u64,
+    pub major_page_faults: u64,
+    /// Pressure stall information, "some" avg10 in hundredths of a percent (cpu.pressure,
+    /// memory.pressure, io.pressure); None where the kernel gives none (cgroup v1).
+    pub cpu_pressure: Option<u64>,
+    pub memory_pressure: Option<u64>,
+    pub io_pressure: Option<u64>,
 }
 
 /// Manager for one container cgroup, v1 or v2 behind it.

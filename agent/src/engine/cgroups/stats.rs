@@ -38,6 +38,8 @@ pub fn v2_stats(dir: &Path) -> Result<Stats, CgroupError> {
     let mem = files::read_opt(&p)?;
     s.memory_rss = key(&p, &mem, "anon")?;
     s.memory_cache = key(&p, &mem, "file")?;
+    s.page_faults = key(&p, &mem, "pgfault")?;
+    s.major_page_faults = key(&p, &mem, "pgmajfault")?;
     s.memory_working_set = s
         .memory_usage
         .saturating_sub(key(&p, &mem, "inactive_file")?);
@@ -50,6 +52,9 @@ pub fn v2_stats(dir: &Path) -> Result<Stats, CgroupError> {
 
     s.pids_current = files::read_u64_or_zero(&dir.join("pids.current"))?;
     s.pids_limit = read_max_opt(&dir.join("pids.max"))?;
+    s.cpu_pressure = pressure(&dir.join("cpu.pressure"))?;
+    s.memory_pressure = pressure(&dir.join("memory.pressure"))?;
+    s.io_pressure = pressure(&dir.join("io.pressure"))?;
 
     let p = dir.join("io.stat");
     if let Some(io) = files::read_opt(&p)? {
@@ -71,6 +76,20 @@ pub fn v2_stats(dir: &Path) -> Result<Stats, CgroupError> {
         }
     }
     Ok(s)
+}
+
+/// The "some avg10" of a PSI file, in hundredths of a percent ("some avg10=1.25 ..." → 125);
+/// None when the file is absent (kernel without PSI).
+fn pressure(path: &Path) -> Result<Option<u64>, CgroupError> {
+    let Some(text) = files::read_opt(path)? else {
+        return Ok(None);
+    };
+    let avg10 = text
+        .lines()
+        .find(|l| l.starts_with("some "))
+        .and_then(|l| l.split_whitespace().find_map(|f| f.strip_prefix("avg10=")))
+        .and_then(|v| v.parse::<f64>().ok());
+    Ok(avg10.map(|v| (v * 100.0).round() as u64))
 }
 
 fn read_max_opt(path: &Path) -> Result<Option<u64>, CgroupError> {
@@ -119,6 +138,8 @@ pub fn v1_stats(dir: impl Fn(&str) -> Option<PathBuf>) -> Result<Stats, CgroupEr
         };
         s.memory_rss = pick("total_rss", "rss")?;
         s.memory_cache = pick("total_cache", "cache")?;
+        s.page_faults = pick("total_pgfault", "pgfault")?;
+        s.major_page_faults = pick("total_pgmajfault", "pgmajfault")?;
         let inactive = pick("total_inactive_file", "inactive_file")?;
         s.memory_working_set = s.memory_usage.saturating_sub(inactive);
         let p = d.join("memory.limit_in_bytes");
@@ -216,6 +237,10 @@ mod tests {
                 ("pids.current", "7\n"),
                 ("pids.max", "max\n"),
                 (
+                    "cpu.pressure",
+                    "some avg10=1.25 avg60=0.50 avg300=0.10 total=123456\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+                ),
+                (
                     "io.stat",
                     "8:0 rbytes=1048576 wbytes=2097152 rios=16 wios=32 dbytes=0 dios=0\n\
                      253:1 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
@@ -240,6 +265,10 @@ mod tests {
         assert_eq!((s.pids_current, s.pids_limit), (7, None));
         assert_eq!((s.io_read_bytes, s.io_write_bytes), (1_048_577, 2_097_154));
         assert_eq!((s.io_read_ops, s.io_write_ops), (19, 36));
+        // PSI where the file is, None where it is not.
+        assert_eq!(s.cpu_pressure, Some(125));
+        assert_eq!((s.page_faults, s.major_page_faults), (13_520, 3));
+        assert_eq!(s.memory_pressure, None);
     }
 
     #[test]
@@ -336,6 +365,12 @@ mod tests {
         // total_inactive_file is 12288000 in the fixture (inactive_file, the local one, 4096).
         assert_eq!(s.memory_working_set, 73_728_000 - 12_288_000);
         assert_eq!(s.memory_rss, 40_960_000);
+        assert_eq!(
+            (s.page_faults, s.major_page_faults),
+            (30_000, 2),
+            "the total_ keys"
+        );
+        assert_eq!(s.cpu_pressure, None);
         assert_eq!(s.memory_cache, 20_480_000);
         assert_eq!(s.memory_swap_usage, 4096);
         assert_eq!(s.oom_kill_count, 3);
