@@ -239,7 +239,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Default)]
 struct Registry {
     by_id: BTreeMap<String, Arc<Entry>>,
+    /// Names of containers and of creates in progress.
     names: HashMap<String, String>,
+    /// Creates in progress: what they were admitted with, counted as allocated.
+    reserved: HashMap<String, Usage>,
 }
 
 /// The node's capacity and what is allocated of it.
@@ -549,6 +552,10 @@ impl Daemon {
 
     pub fn allocated(&self) -> (Usage, u32, u32) {
         let mut u = Usage::default();
+        for r in lock(&self.registry).reserved.values() {
+            u.cpu_millis += r.cpu_millis;
+            u.memory_bytes += r.memory_bytes;
+        }
         let (mut running, mut total) = (0, 0);
         for e in self.entries() {
             total += 1;
@@ -712,16 +719,35 @@ impl Daemon {
                 name
             }
         };
-        let d = self.clone();
-        let (id2, name2, cfg2) = (id.clone(), name.clone(), cfg.clone());
-        let meta = blocking(move || d.make(&id2, &name2, &cfg2, &img)).await?;
-        let entry = Arc::new(new_entry(meta.clone()));
+        // The name and the resources are reserved; the making runs without the lock, so
+        // creates proceed in parallel.
         {
             let mut reg = lock(&self.registry);
-            reg.names.insert(name, id.clone());
-            reg.by_id.insert(id.clone(), entry.clone());
+            reg.names.insert(name.clone(), id.clone());
+            reg.reserved.insert(
+                id.clone(),
+                Usage {
+                    cpu_millis: r.cpu_millis,
+                    memory_bytes: r.memory_bytes,
+                },
+            );
         }
         drop(_adm);
+        let d = self.clone();
+        let (id2, name2, cfg2) = (id.clone(), name.clone(), cfg.clone());
+        let made = blocking(move || d.make(&id2, &name2, &cfg2, &img)).await;
+        let mut reg = lock(&self.registry);
+        reg.reserved.remove(&id);
+        let meta = match made {
+            Ok(m) => m,
+            Err(e) => {
+                reg.names.remove(&name);
+                return Err(e);
+            }
+        };
+        let entry = Arc::new(new_entry(meta.clone()));
+        reg.by_id.insert(id.clone(), entry.clone());
+        drop(reg);
         self.emit("create", &meta, BTreeMap::new());
         self.clone().spawn_supervisor(entry);
         Ok(id)

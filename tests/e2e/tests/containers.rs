@@ -451,3 +451,49 @@ fn update_pause_and_wait_conditions() {
     let out = removed.wait_with_output().expect("wait removed");
     assert_eq!(out.status.code(), Some(137));
 }
+
+#[test]
+fn concurrent_creates_are_admitted_against_capacity_exactly() {
+    require_root!();
+    let n = Node::start_with(vec!["--capacity-cpus".into(), "1".into()]);
+    let tar = mini_e2e::busybox_tar(n.dir.path());
+    n.ok(&["import", tar.to_str().expect("utf-8"), "busybox"]);
+    // Four creates of half a CPU at once on a one-CPU node: two fit, two are refused.
+    let children: Vec<_> = (0..4)
+        .map(|i| {
+            let mut c = n.ctl_command(&[
+                "create",
+                "--name",
+                &format!("c{i}"),
+                "--cpus",
+                "0.5",
+                "busybox",
+                "true",
+            ]);
+            c.stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped());
+            c.spawn().expect("create")
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("create output"))
+        .collect();
+    let ok = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(ok, 2, "{outs:?}");
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert!(stderr(o).contains("CPU unallocated"), "{}", stderr(o));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(n.ok(&["--format", "json", "nodes"]).trim()).expect("json");
+    assert_eq!(v["AllocatedCpuMillis"], 1000);
+    // Removing one makes room again.
+    let first = n
+        .ok(&["ps", "-aq"])
+        .lines()
+        .next()
+        .unwrap_or("")
+        .to_string();
+    n.ok(&["rm", &first]);
+    n.ok(&["create", "--cpus", "0.5", "busybox", "true"]);
+}
