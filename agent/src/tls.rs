@@ -205,6 +205,9 @@ fn peer_of(addr: SocketAddr, s: &TlsStream<TcpStream>) -> Peer {
     }
 }
 
+/// Handshakes in progress at most.
+pub const MAX_HANDSHAKES: usize = 256;
+
 /// Accepts connections and completes handshakes concurrently (a slow or hostile client
 /// cannot hold up others; each handshake has 10 s), yielding the verified ones.
 pub fn incoming(
@@ -212,8 +215,14 @@ pub fn incoming(
     tls: Reloadable,
 ) -> tokio_stream::wrappers::ReceiverStream<std::io::Result<TlsConn>> {
     let (tx, rx) = mpsc::channel(64);
+    // At most this many handshakes at once: unauthenticated peers cannot hold an unbounded
+    // number of descriptors and tasks (each has 10 s); accepting waits for a free slot.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, addr) = match listener.accept().await {
                 Ok(x) => x,
                 Err(e) => {
@@ -227,6 +236,7 @@ pub fn incoming(
             let acceptor = tls.acceptor();
             let conn_tx = tx.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
                     Ok(Ok(s)) => {
                         let peer = peer_of(addr, &s);

@@ -199,6 +199,8 @@ pub struct Observed {
     pub exits: u64,
     pub last_exit: Option<ExitInfo>,
     pub removed: bool,
+    /// An auto-remove failed: waiting for removal would wait forever.
+    pub remove_failed: bool,
 }
 
 /// A lifecycle event (Docker's `events`).
@@ -851,6 +853,30 @@ impl Daemon {
     }
 
     async fn start_locked(self: &Arc<Self>, e: &Arc<Entry>) -> Result<i32> {
+        // An exited container holds no allocation: running it again is admitted anew (and
+        // the admission lock is held until it counts again).
+        let v = self.view(e);
+        let _adm = if matches!(v.status, "exited" | "dead") {
+            let adm = self.admission.lock().await;
+            let (alloc, _, _) = self.allocated();
+            let r = &v.meta.config.resources;
+            if alloc.cpu_millis + r.cpu_millis > self.capacity.cpu_millis
+                || alloc.memory_bytes + r.memory_bytes > self.capacity.memory_bytes
+            {
+                return Err(EngineError::Exhausted(format!(
+                    "node {} has {}m CPU and {} MiB unallocated; container {} needs {}m and {} MiB",
+                    self.cfg.node_name,
+                    (self.capacity.cpu_millis - alloc.cpu_millis).max(0),
+                    (self.capacity.memory_bytes - alloc.memory_bytes).max(0) >> 20,
+                    v.meta.name,
+                    r.cpu_millis,
+                    r.memory_bytes >> 20
+                )));
+            }
+            Some(adm)
+        } else {
+            None
+        };
         let d = self.clone();
         let id = e.id.clone();
         let pid = blocking(move || {
@@ -904,7 +930,9 @@ impl Daemon {
     ) -> Result<()> {
         let e = self.find(key)?;
         let m = self.update_meta(&e, |m| m.manually_stopped = true)?;
-        // A restart waiting out its back-off will see manually_stopped and give up.
+        // A restart waiting out its back-off will see manually_stopped and give up; one in
+        // the middle of starting finishes first (the lock), and is then stopped here.
+        let _op = e.op.lock().await;
         let sig_name = if !signal.is_empty() {
             signal.to_string()
         } else if !m.config.stop_signal.is_empty() {
@@ -999,11 +1027,32 @@ impl Daemon {
             )));
         }
         e.removing.store(true, Ordering::SeqCst);
+        // A live container is killed first and its exit noted, so that waiters (and the
+        // tombstone) learn how it ended (137) rather than nothing.
+        if let Some(shim) = self.live_shim(&e.id) {
+            let d = self.clone();
+            let id = e.id.clone();
+            let _ = blocking(move || {
+                let c = d.rt.load(&id)?;
+                let _ = c.cgroup()?.thaw();
+                container::kill::kill(&d.rt, &id, nix::sys::signal::Signal::SIGKILL, true)
+            })
+            .await;
+            let _ = tokio::time::timeout(Duration::from_secs(10), wait_pid_exit(shim)).await;
+            if let Some(exit) = self.unhandled_exit(&e) {
+                lock(&e.meta).last_exit = Some(exit.clone());
+                e.observed.send_modify(|o| {
+                    o.exits += 1;
+                    o.last_exit = Some(exit);
+                });
+            }
+        }
         let d = self.clone();
         let id = e.id.clone();
         let res = blocking(move || d.destroy(&id)).await;
         if let Err(err) = res {
             e.removing.store(false, Ordering::SeqCst);
+            e.kick.notify_one();
             return Err(err);
         }
         {
@@ -1091,7 +1140,7 @@ impl Daemon {
                     false
                 }
                 "next-exit" => o.exits > start,
-                "removed" => o.removed,
+                "removed" => o.removed || o.remove_failed,
                 other => {
                     return Err(EngineError::InvalidArgument(format!(
                         "wait condition {other:?} is not not-running, next-exit or removed"
@@ -1138,9 +1187,32 @@ impl Daemon {
     }
 
     async fn supervise(self: Arc<Self>, e: Arc<Entry>) {
+        // After a reboot the engine's state (on tmpfs) is gone: containers whose policy says
+        // always or unless-stopped, and that the user had not stopped, run again.
+        let m = e.meta();
+        if m.started_at.is_some()
+            && !m.manually_stopped
+            && matches!(
+                m.config.restart,
+                RestartPolicy::Always | RestartPolicy::UnlessStopped
+            )
+            && matches!(self.rt.load(&e.id), Err(EngineError::ContainerNotFound(_)))
+        {
+            let _op = e.op.lock().await;
+            if let Err(err) = self.start_locked(&e).await {
+                tracing::error!(container_id = %e.id, error = %err, "restart after a reboot failed");
+                let _ = self.note_meta(&e, |m| m.error = Some(err.to_string()));
+            }
+        }
         loop {
-            if e.removing.load(Ordering::SeqCst) {
+            if e.observed.borrow().removed {
                 return;
+            }
+            if e.removing.load(Ordering::SeqCst) {
+                // A removal in progress: it either completes (removed) or fails, and then
+                // this container is still ours to supervise.
+                e.kick.notified().await;
+                continue;
             }
             // An exit to handle (also one that happened while minid was down)?
             if let Some(exit) = self.unhandled_exit(&e) {
@@ -1211,6 +1283,9 @@ impl Daemon {
                 drop(_op);
                 if let Err(err) = self.remove(&e.id, true).await {
                     tracing::error!(container_id = %e.id, error = %err, "auto-remove");
+                    let _ =
+                        self.note_meta(e, |m| m.error = Some(format!("auto-remove failed: {err}")));
+                    e.observed.send_modify(|o| o.remove_failed = true);
                 }
             }
             return;
@@ -1379,6 +1454,7 @@ fn new_entry(meta: Meta) -> Entry {
         exits: 0,
         last_exit: meta.last_exit.clone(),
         removed: false,
+        remove_failed: false,
     });
     Entry {
         id: meta.id.clone(),
@@ -1441,7 +1517,14 @@ pub async fn wait_pid_exit((pid, start_time): (i32, u64)) {
     // SAFETY: pidfd_open(2) with a pid and no flags; the result is checked and owned.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
     if fd < 0 {
-        return; // ESRCH: already gone
+        if std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+            return; // already gone
+        }
+        // No pidfd (EMFILE, ENOMEM, an old kernel): watch the start time instead.
+        while container::pid_is_ours(pid, start_time) {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        return;
     }
     // SAFETY: the kernel just returned this descriptor.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };

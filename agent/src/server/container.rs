@@ -30,6 +30,20 @@ fn err(op: bool) -> impl Fn(EngineError) -> Status {
     move |e| to_status(e, op)
 }
 
+/// Runs a lifecycle change to its end even if the client goes away: tonic drops the future of
+/// a cancelled call, and a create, start or remove stopped half-way would leave the node's
+/// state inconsistent (a reserved name, a started container nobody supervises, a removed
+/// directory still listed).
+async fn to_end<T, F>(f: F) -> Result<T, EngineError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+{
+    tokio::spawn(f)
+        .await
+        .unwrap_or_else(|e| Err(EngineError::Other(format!("the operation failed: {e}"))))
+}
+
 fn container_arg(c: &str) -> Result<&str, Status> {
     if c.is_empty() {
         Err(Status::invalid_argument("no container given"))
@@ -53,7 +67,10 @@ impl ContainerService for Containers {
             .config
             .ok_or_else(|| Status::invalid_argument("no container config given"))?;
         let cfg = convert::config_from_pb(cfg).map_err(err(true))?;
-        let id = self.daemon.create(r.name, cfg).await.map_err(err(true))?;
+        let d = self.daemon.clone();
+        let id = to_end(async move { d.create(r.name, cfg).await })
+            .await
+            .map_err(err(true))?;
         Ok(Response::new(pb::CreateResponse {
             id,
             warnings: Vec::new(),
@@ -66,8 +83,11 @@ impl ContainerService for Containers {
         req: Request<pb::StartRequest>,
     ) -> Result<Response<pb::StartResponse>, Status> {
         auth::operator(&req, "start")?;
-        let c = container_arg(&req.get_ref().container)?;
-        let pid = self.daemon.start(c).await.map_err(err(true))?;
+        let c = container_arg(&req.get_ref().container)?.to_string();
+        let d = self.daemon.clone();
+        let pid = to_end(async move { d.start(&c).await })
+            .await
+            .map_err(err(true))?;
         Ok(Response::new(pb::StartResponse { pid }))
     }
 
@@ -77,9 +97,10 @@ impl ContainerService for Containers {
         req: Request<pb::StopRequest>,
     ) -> Result<Response<pb::StopResponse>, Status> {
         auth::operator(&req, "stop")?;
-        let r = req.get_ref();
-        self.daemon
-            .stop(container_arg(&r.container)?, r.timeout_secs, &r.signal)
+        let r = req.into_inner();
+        let c = container_arg(&r.container)?.to_string();
+        let d = self.daemon.clone();
+        to_end(async move { d.stop(&c, r.timeout_secs, &r.signal).await })
             .await
             .map_err(err(true))?;
         Ok(Response::new(pb::StopResponse {}))
@@ -105,10 +126,10 @@ impl ContainerService for Containers {
         req: Request<pb::RemoveRequest>,
     ) -> Result<Response<pb::RemoveResponse>, Status> {
         auth::operator(&req, "remove")?;
-        let r = req.get_ref();
-        let removed = self
-            .daemon
-            .remove(container_arg(&r.container)?, r.force)
+        let r = req.into_inner();
+        let c = container_arg(&r.container)?.to_string();
+        let d = self.daemon.clone();
+        let removed = to_end(async move { d.remove(&c, r.force).await })
             .await
             .map_err(err(true))?;
         Ok(Response::new(pb::RemoveResponse {
@@ -173,12 +194,15 @@ impl ContainerService for Containers {
             .wait(container_arg(&r.container)?, &r.condition)
             .await
             .map_err(err(p.may_mutate()))?;
-        let x = exit.unwrap_or(daemon::ExitInfo {
-            code: 0,
-            signal: 0,
-            oom_killed: false,
-            finished_at: String::new(),
-        });
+        let Some(x) = exit else {
+            // Never started, or its end was not recorded (its shim died): no code to report.
+            return Ok(Response::new(pb::WaitResponse {
+                exit_code: 0,
+                signal: 0,
+                oom_killed: false,
+                error: "the container's exit is unknown (never started, or its shim died)".into(),
+            }));
+        };
         Ok(Response::new(pb::WaitResponse {
             exit_code: x.code,
             signal: x.signal,
@@ -227,7 +251,14 @@ impl ContainerService for Containers {
         let state_dir = self.daemon.rt.dir(&e.id);
         tokio::task::spawn_blocking(move || {
             let log_dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-            let follow = logs::Watched::new(|| d.log_done(&id), &log_dir, &state_dir);
+            // Done when the container is, or when the client has gone (a quiet container's
+            // follower would otherwise hold this thread until the container exits).
+            let probe = tx.clone();
+            let follow = logs::Watched::new(
+                || probe.is_closed() || d.log_done(&id),
+                &log_dir,
+                &state_dir,
+            );
             let res = logs::read(&path, &q, &follow, |batch| {
                 let entries = batch
                     .into_iter()
@@ -510,8 +541,8 @@ impl ContainerService for Containers {
             cpuset_cpus: r.cpuset_cpus,
             io_weight: r.io_weight,
         };
-        self.daemon
-            .update(&c, change, restart)
+        let d = self.daemon.clone();
+        to_end(async move { d.update(&c, change, restart).await })
             .await
             .map_err(err(true))?;
         Ok(Response::new(pb::UpdateResponse {

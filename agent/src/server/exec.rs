@@ -228,7 +228,15 @@ pub async fn run(
             }
         }
     });
-    let status = child.wait().await;
+    // A client that goes away ends the session: the helper is killed, and its child (the
+    // command, which dies with it: PR_SET_PDEATHSIG) releases the pty or the pipes.
+    let status = tokio::select! {
+        st = child.wait() => st,
+        _ = tx.closed() => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    };
     for p in pumps {
         let _ = p.await;
     }

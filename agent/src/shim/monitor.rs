@@ -223,8 +223,10 @@ impl Input {
                 }
             }
             Ok(n) => {
-                self.pending.extend_from_slice(&buf[..n]);
-                self.flush();
+                if self.sink.is_some() {
+                    self.pending.extend_from_slice(&buf[..n]);
+                    self.flush();
+                }
             }
             Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
             Err(_) => self.fifo = None,
@@ -287,6 +289,14 @@ impl Input {
             self.ctl_buf.clear();
         }
     }
+}
+
+/// What one read of a container output gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pumped {
+    Data,
+    Empty,
+    Closed,
 }
 
 /// The FIFOs of an open stdin, in the container's state directory.
@@ -555,13 +565,15 @@ impl Monitor {
                 input_slots.2 = Some(fds.len());
                 fds.push(PollFd::new(i.ctl.as_fd(), PollFlags::POLLIN));
                 match (&i.fifo, &i.sink, i.pending.is_empty()) {
-                    (Some(f), Some(_), true) => {
-                        input_slots.0 = Some(fds.len());
-                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                    }
                     (_, Some(s), false) => {
                         input_slots.1 = Some(fds.len());
                         fds.push(PollFd::new(s.as_fd(), PollFlags::POLLOUT));
+                    }
+                    // Read the FIFO also once the container closed its stdin (the bytes are
+                    // dropped), so that writers never block on a full FIFO.
+                    (Some(f), _, _) => {
+                        input_slots.0 = Some(fds.len());
+                        fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
                     }
                     _ => {}
                 }
@@ -596,7 +608,7 @@ impl Monitor {
             }
             let mut closed = Vec::new();
             for (i, r) in ready[1..n_out].iter().enumerate() {
-                if *r && !self.pump(i, &mut buf) {
+                if *r && self.pump(i, &mut buf) == Pumped::Closed {
                     closed.push(i);
                 }
             }
@@ -611,7 +623,7 @@ impl Monitor {
                 self.outputs[i].fd.as_raw_fd(),
                 nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
             );
-            while self.pump(i, &mut buf) {}
+            while self.pump(i, &mut buf) == Pumped::Data {}
         }
         let ws = status.unwrap_or(WaitStatus::Exited(self.pid, 255));
         let oom = match &self.oom {
@@ -629,21 +641,23 @@ impl Monitor {
         })
     }
 
-    /// Reads one chunk from output `i` into the log; false at EOF or error (or nothing left).
-    /// (The input's FIFOs are handled by [`Input`].)
-    fn pump(&mut self, i: usize, buf: &mut [u8]) -> bool {
+    /// Reads one chunk from output `i` into the log. (The input's FIFOs are handled by
+    /// [`Input`].)
+    fn pump(&mut self, i: usize, buf: &mut [u8]) -> Pumped {
         let fd = self.outputs[i].fd.as_raw_fd();
         match nix::unistd::read(fd, buf) {
-            Ok(0) => false,
+            Ok(0) => Pumped::Closed,
             Ok(n) => {
                 if let Some(log) = &mut self.log {
                     log.write(self.outputs[i].stream, &buf[..n]);
                 }
-                true
+                Pumped::Data
             }
-            Err(Errno::EINTR) => true,
+            // Nothing now: the descriptor may be non-blocking (a pty master shares its file
+            // description with the input's copy, which is non-blocking).
+            Err(Errno::EINTR) | Err(Errno::EAGAIN) => Pumped::Empty,
             // EIO: a pty whose last slave closed.
-            Err(_) => false,
+            Err(_) => Pumped::Closed,
         }
     }
 

@@ -79,7 +79,7 @@ impl StartArgs {
                     .await;
                 let _ = copier.await;
                 return match w {
-                    Ok(w) => w.into_inner().exit_code,
+                    Ok(w) => super::exit_of(w.get_ref()),
                     Err(s) => ctx.fail(s),
                 };
             }

@@ -131,6 +131,17 @@ impl Ctx {
     }
 }
 
+/// The exit status a Wait answer stands for: the container's code, or 125 (with the reason on
+/// stderr) when the node does not know how it ended.
+pub fn exit_of(w: &mini_proto::v1::WaitResponse) -> i32 {
+    if w.error.is_empty() {
+        w.exit_code
+    } else {
+        eprintln!("minictl: {}", w.error);
+        crate::EXIT_FAILURE
+    }
+}
+
 /// Docker's statuses for a command that could not be run: 126 (cannot be invoked), 127 (not
 /// found); otherwise 125.
 pub fn exit_for(message: &str) -> i32 {

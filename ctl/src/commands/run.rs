@@ -168,7 +168,7 @@ impl RunArgs {
                 if let Ok(Err(s)) = copied {
                     eprintln!("minictl: the log stream broke: {}", s.message());
                 }
-                w.into_inner().exit_code
+                super::exit_of(w.get_ref())
             }
             Err(s) => ctx.fail(s),
         }

@@ -29,8 +29,10 @@ impl WaitArgs {
                 .await
             {
                 Ok(w) => {
-                    code = w.get_ref().exit_code;
-                    crate::output::print_str(&format!("{code}\n"));
+                    code = super::exit_of(w.get_ref());
+                    if w.get_ref().error.is_empty() {
+                        crate::output::print_str(&format!("{code}\n"));
+                    }
                 }
                 Err(s) => code = ctx.fail(s),
             }

@@ -450,6 +450,14 @@ fn update_pause_and_wait_conditions() {
     n.ok(&["rm", "u"]);
     let out = removed.wait_with_output().expect("wait removed");
     assert_eq!(out.status.code(), Some(137));
+
+    // Force-removing a running container: a waiter learns it was killed (137), not "0".
+    n.ok(&["run", "-d", "--name", "f", "busybox", "sleep", "1000"]);
+    let waiter = n.ctl_spawn(&["wait", "--condition", "removed", "f"]);
+    std::thread::sleep(Duration::from_millis(300));
+    n.ok(&["rm", "-f", "f"]);
+    let out = waiter.wait_with_output().expect("wait removed");
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
 }
 
 #[test]

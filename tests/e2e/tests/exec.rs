@@ -68,6 +68,19 @@ fn exec_streams_identity_and_exit_codes() {
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(out.stdout, b"bin\xff\x00ary\ndone\n");
 
+    // A client that goes away ends its session: the command is killed in the container.
+    let mut c = n.ctl_spawn(&["exec", "box", "sleep", "4242"]);
+    n.until(Duration::from_secs(5), "the exec'd sleep", || {
+        n.ok(&["top", "box"]).contains("sleep 4242")
+    });
+    let _ = c.kill();
+    let _ = c.wait();
+    n.until(
+        Duration::from_secs(5),
+        "the exec'd sleep to be gone",
+        || !n.ok(&["top", "box"]).contains("sleep 4242"),
+    );
+
     // Not running: refused with a reason.
     n.ok(&["stop", "-t", "1", "box"]);
     let out = n.ctl(&["exec", "box", "true"]);

@@ -117,6 +117,10 @@ fn run(args: &ExecArgs) -> Result<i32> {
     let rec = c.record()?.clone();
     let spec = crate::engine::spec::load(&rec.bundle)?;
     let mut process: Process = spec.process().clone().unwrap_or_default();
+    // Not dumpable from here on: once we are in the container's pid namespace, its root must
+    // not reach our memory or /proc/<pid>/exe (minid's binary) before the exec replaces us
+    // (the runc CVE-2019-5736 pattern). execve resets the flag for the command itself.
+    nix::sys::prctl::set_dumpable(false).map_err(|e| EngineError::sys("PR_SET_DUMPABLE", e))?;
     // The cgroup first, so everything after (and the child) is accounted to the container.
     c.cgroup()?.add(std::process::id() as i32)?;
     let mut joins = Vec::new();
@@ -261,6 +265,9 @@ fn child(
     envp: &[CString],
 ) -> Result<std::convert::Infallible> {
     nix::unistd::setsid().map_err(|e| EngineError::sys("setsid", e))?;
+    // The command dies with the helper, which minid kills when the client goes away.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| EngineError::sys("PR_SET_PDEATHSIG", e))?;
     if tty {
         // SAFETY: TIOCSCTTY on our stdin (the pty slave); we are a session leader.
         if unsafe { libc::ioctl(std::io::stdin().as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {
