@@ -41,9 +41,15 @@ use crate::tls::TlsFiles;
                   development certificates a local `minid serve` writes to /var/lib/minid/pki."
 )]
 pub struct Cli {
-    /// Node to talk to, host:port (before the command: `pki cert create --node` names a node)
-    #[arg(long, env = "MINICTL_NODE", default_value = "127.0.0.1:7000")]
-    pub node: String,
+    /// Node to talk to, host:port; repeat (or separate with commas) for `ps` and `nodes`
+    /// across nodes. Before the command: `pki cert create --node` names a node.
+    #[arg(
+        long,
+        env = "MINICTL_NODE",
+        default_value = "127.0.0.1:7000",
+        value_delimiter = ','
+    )]
+    pub node: Vec<String>,
     /// CA certificate that signs the nodes' certificates (PEM)
     #[arg(long, global = true, env = "MINICTL_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -118,7 +124,10 @@ pub enum Command {
 
 /// What a command runs with.
 pub struct Ctx {
+    /// The (first) node.
     pub client: Client,
+    /// Every node given, for the commands that look across nodes.
+    pub clients: Vec<Client>,
     pub format: Format,
 }
 
@@ -164,15 +173,32 @@ pub async fn run(cli: Cli) -> i32 {
         cert: cli.tls_cert,
         key: cli.tls_key,
     };
-    let client = match files.resolve().and_then(|f| Client::connect(&cli.node, &f)) {
-        Ok(c) => c,
+    let across = matches!(command, Command::Ps(_) | Command::Nodes(_));
+    if cli.node.len() > 1 && !across {
+        eprintln!(
+            "minictl: this command acts on one node; give one --node (ps and nodes look across several)"
+        );
+        return crate::EXIT_FAILURE;
+    }
+    let clients = match files.resolve().and_then(|f| {
+        cli.node
+            .iter()
+            .map(|n| Client::connect(n, &f))
+            .collect::<anyhow::Result<Vec<_>>>()
+    }) {
+        Ok(c) if !c.is_empty() => c,
+        Ok(_) => {
+            eprintln!("minictl: no --node given");
+            return crate::EXIT_FAILURE;
+        }
         Err(e) => {
             eprintln!("minictl: {e:#}");
             return crate::EXIT_FAILURE;
         }
     };
     let ctx = Ctx {
-        client,
+        client: clients[0].clone(),
+        clients,
         format: cli.format,
     };
     match command {
@@ -240,7 +266,8 @@ mod tests {
             "echo hi",
         ])
         .unwrap();
-        assert_eq!(c.node, "10.0.0.5:7000");
+        assert_eq!(c.node, vec!["10.0.0.5:7000"]);
+
         match c.command {
             Command::Run(r) => {
                 assert!(r.detach);

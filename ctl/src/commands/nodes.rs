@@ -11,24 +11,11 @@ pub struct NodesArgs {}
 
 impl NodesArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.node.clone();
-        let n = match c.info(pb::NodeInfoRequest {}).await {
-            Ok(r) => r.into_inner(),
-            Err(s) => return ctx.fail(s),
-        };
-        let cap = n.capacity.unwrap_or_default();
-        let alloc = n.allocated.unwrap_or_default();
-        if ctx.format == Format::Json {
-            print_json_line(&serde_json::json!({
-                "Name": n.name, "Address": ctx.client.addr, "Labels": n.labels,
-                "CpuMillis": cap.cpu_millis, "MemoryBytes": cap.memory_bytes,
-                "AllocatedCpuMillis": alloc.cpu_millis, "AllocatedMemoryBytes": alloc.memory_bytes,
-                "Running": n.containers_running, "Containers": n.containers_total,
-                "Kernel": n.kernel, "CgroupVersion": n.cgroup_version, "AgentVersion": n.agent_version,
-                "Caller": n.caller, "CallerRole": n.caller_role,
-            }));
-            return 0;
-        }
+        let infos = futures::future::join_all(ctx.clients.iter().map(|cl| {
+            let mut c = cl.node.clone();
+            async move { c.info(pb::NodeInfoRequest {}).await.map(|r| r.into_inner()) }
+        }))
+        .await;
         let mut t = Table::new(&[
             "NAME",
             "ADDRESS",
@@ -39,22 +26,61 @@ impl NodesArgs {
             "VERSION",
             "HEALTH",
         ]);
-        t.row(vec![
-            n.name,
-            ctx.client.addr.clone(),
-            format!("{}m/{}m", alloc.cpu_millis, cap.cpu_millis),
-            format!(
-                "{}/{}",
-                bytes_binary(alloc.memory_bytes.max(0) as u64),
-                bytes_binary(cap.memory_bytes.max(0) as u64)
-            ),
-            format!("{}/{}", n.containers_running, n.containers_total),
-            format!("v{}", n.cgroup_version),
-            n.agent_version,
-            "ready".into(),
-        ]);
-        t.print();
-        0
+        let mut code = 0;
+        for (cl, r) in ctx.clients.iter().zip(infos) {
+            let n = match r {
+                Ok(n) => n,
+                Err(s) => {
+                    let e = cl.explain(s);
+                    eprintln!("minictl: node {}: {e}", cl.addr);
+                    code = crate::EXIT_FAILURE;
+                    if ctx.format == Format::Table {
+                        t.row(vec![
+                            "?".into(),
+                            cl.addr.clone(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            String::new(),
+                            "unreachable".into(),
+                        ]);
+                    }
+                    continue;
+                }
+            };
+            let cap = n.capacity.unwrap_or_default();
+            let alloc = n.allocated.unwrap_or_default();
+            if ctx.format == Format::Json {
+                print_json_line(&serde_json::json!({
+                    "Name": n.name, "Address": cl.addr, "Labels": n.labels,
+                    "CpuMillis": cap.cpu_millis, "MemoryBytes": cap.memory_bytes,
+                    "AllocatedCpuMillis": alloc.cpu_millis, "AllocatedMemoryBytes": alloc.memory_bytes,
+                    "Running": n.containers_running, "Containers": n.containers_total,
+                    "Kernel": n.kernel, "CgroupVersion": n.cgroup_version, "AgentVersion": n.agent_version,
+                    "Caller": n.caller, "CallerRole": n.caller_role,
+                }));
+                continue;
+            }
+            t.row(vec![
+                n.name,
+                cl.addr.clone(),
+                format!("{}m/{}m", alloc.cpu_millis, cap.cpu_millis),
+                format!(
+                    "{}/{}",
+                    bytes_binary(alloc.memory_bytes.max(0) as u64),
+                    bytes_binary(cap.memory_bytes.max(0) as u64)
+                ),
+                format!("{}/{}", n.containers_running, n.containers_total),
+                format!("v{}", n.cgroup_version),
+                n.agent_version,
+                "ready".into(),
+            ]);
+        }
+        if ctx.format == Format::Table {
+            t.print();
+        }
+        code
     }
 }
 

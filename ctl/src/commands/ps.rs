@@ -56,40 +56,54 @@ pub fn info_json(c: &pb::ContainerInfo) -> serde_json::Value {
 
 impl PsArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
-        let mut s = match c
-            .list(pb::ListRequest {
+        // Every node at once; a node that fails is reported and the others still listed.
+        let lists = futures::future::join_all(ctx.clients.iter().map(|cl| {
+            let mut c = cl.containers.clone();
+            let req = pb::ListRequest {
                 all: self.all,
                 filters: self.filters.clone(),
-            })
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(s) => return ctx.fail(s),
-        };
+            };
+            async move {
+                let mut s = c.list(req).await?.into_inner();
+                let mut items = Vec::new();
+                while let Some(i) = s.message().await? {
+                    items.push(i);
+                }
+                Ok::<_, tonic::Status>(items)
+            }
+        }))
+        .await;
         let mut items = Vec::new();
-        loop {
-            match s.message().await {
-                Ok(Some(i)) => items.push(i),
-                Ok(None) => break,
-                Err(st) => return ctx.fail(st),
+        let mut code = 0;
+        for (cl, r) in ctx.clients.iter().zip(lists) {
+            match r {
+                Ok(v) => items.extend(v.into_iter().map(|i| (cl.addr.clone(), i))),
+                Err(s) => {
+                    let e = cl.explain(s);
+                    eprintln!("minictl: node {}: {e}", cl.addr);
+                    code = crate::EXIT_FAILURE;
+                }
             }
         }
+        let several = ctx.clients.len() > 1;
+        let items_only: Vec<&pb::ContainerInfo> = items.iter().map(|(_, i)| i).collect();
         if self.quiet {
-            let ids: String = items
+            let ids: String = items_only
                 .iter()
                 .map(|i| short_id(&i.id, self.no_trunc) + "\n")
                 .collect();
             print_str(&ids);
-            return 0;
+            return code;
         }
         if ctx.format == Format::Json {
-            for i in &items {
-                print_json_line(&info_json(i));
+            for (node, i) in &items {
+                let mut v = info_json(i);
+                v["NodeAddress"] = serde_json::Value::String(node.clone());
+                print_json_line(&v);
             }
-            return 0;
+            return code;
         }
-        let mut t = Table::new(&[
+        let mut header = vec![
             "CONTAINER ID",
             "IMAGE",
             "COMMAND",
@@ -97,14 +111,18 @@ impl PsArgs {
             "STATUS",
             "PORTS",
             "NAMES",
-        ]);
-        for i in &items {
+        ];
+        if several {
+            header.push("NODE");
+        }
+        let mut t = Table::new(&header);
+        for (node, i) in &items {
             let st = i.state.clone().unwrap_or_default();
             let mut cmd = i.command.join(" ");
             if !self.no_trunc && cmd.chars().count() > 20 {
                 cmd = cmd.chars().take(19).collect::<String>() + "…";
             }
-            t.row(vec![
+            let mut row = vec![
                 short_id(&i.id, self.no_trunc),
                 i.image.clone(),
                 format!("\"{cmd}\""),
@@ -112,9 +130,17 @@ impl PsArgs {
                 status_text(&st),
                 String::new(),
                 i.name.clone(),
-            ]);
+            ];
+            if several {
+                row.push(if i.node.is_empty() {
+                    node.clone()
+                } else {
+                    i.node.clone()
+                });
+            }
+            t.row(row);
         }
         t.print();
-        0
+        code
     }
 }

@@ -85,6 +85,8 @@ pub struct Node {
     /// Extra `serve` flags (TLS files) used at every (re)start.
     pub serve_args: Vec<String>,
     pub log: PathBuf,
+    /// The operator identity for `ctl` and clean-up, when not the development PKI's.
+    pub operator: Option<Identity>,
 }
 
 impl Node {
@@ -114,6 +116,7 @@ impl Node {
             serve_args,
             log,
             dir,
+            operator: None,
         };
         n.launch();
         n
@@ -169,8 +172,11 @@ impl Node {
         self.state.join("pki")
     }
 
-    /// The development operator identity.
+    /// The operator identity: the one set in `operator`, or the development PKI's.
     pub fn admin(&self) -> Identity {
+        if let Some(id) = &self.operator {
+            return id.clone();
+        }
         Identity {
             ca: self.pki().join("ca.pem"),
             cert: Some(self.pki().join("admin.pem")),

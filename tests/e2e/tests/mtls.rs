@@ -251,3 +251,49 @@ fn served_serial(addr: &str, dir: &Path) -> String {
     let der = conn.peer_certificates().unwrap()[0].clone();
     pki::parse_der(der.as_ref()).unwrap().serial
 }
+
+#[test]
+fn ps_and_nodes_look_across_nodes() {
+    require_root!();
+    let pkid = tempfile::tempdir().unwrap();
+    let dir = pkid.path();
+    cluster_pki(dir);
+    let mut a = start(dir);
+    let mut b = start(dir);
+    a.operator = Some(id(dir, "ops"));
+    b.operator = Some(id(dir, "ops"));
+    let tar = mini_e2e::busybox_tar(a.dir.path());
+    for (n, name) in [(&a, "on-a"), (&b, "on-b")] {
+        n.ok(&["import", tar.to_str().unwrap(), "busybox"]);
+        n.ok(&["run", "-d", "--name", name, "busybox", "sleep", "100"]);
+    }
+    let both = format!("{},{}", a.addr(), b.addr());
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["ps"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    assert!(table.lines().next().unwrap().ends_with("NODE"), "{table}");
+    assert!(table.contains("on-a") && table.contains("on-b"), "{table}");
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["nodes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out).lines().filter(|l| l.contains("ready")).count(),
+        2,
+        "{}",
+        stdout(&out)
+    );
+    // A command on one container refuses several nodes instead of guessing.
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["stop", "on-a"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("acts on one node"),
+        "{}",
+        stderr(&out)
+    );
+    // One node down: the other is still listed, the failure reported.
+    b.kill9();
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["ps"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stdout(&out).contains("on-a"), "{}", stdout(&out));
+    assert!(stderr(&out).contains(&b.addr()), "{}", stderr(&out));
+    b.launch();
+}
