@@ -14,7 +14,7 @@
 //! minictl turns into a sentence. The failure is logged here with the peer's address.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, Context as _};
 use arc_swap::ArcSwap;
-use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
+use rustls::pki_types::CertificateRevocationListDer;
 use rustls::server::WebPkiClientVerifier;
 use rustls::ServerConfig;
 use rustls_pki_types::pem::PemObject;
@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
 pub use minictl::pki::Role;
+use minictl::tls::{read_certs, read_key};
 
 /// The PEM files of a node's TLS identity.
 #[derive(Debug, Clone)]
@@ -58,22 +59,11 @@ impl Peer {
     }
 }
 
-fn certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let data = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
-    let v: Vec<_> = CertificateDer::pem_slice_iter(&data)
-        .collect::<Result<_, _>>()
-        .map_err(|e| anyhow!("{}: not PEM certificates: {e}", path.display()))?;
-    if v.is_empty() {
-        return Err(anyhow!("{}: no certificate in it", path.display()));
-    }
-    Ok(v)
-}
-
 /// Builds the server configuration from the files as they are now.
 pub fn server_config(p: &TlsPaths) -> anyhow::Result<ServerConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
-    for c in certs(&p.ca)? {
+    for c in read_certs(&p.ca)? {
         roots
             .add(c)
             .map_err(|e| anyhow!("{}: not a usable CA certificate: {e}", p.ca.display()))?;
@@ -92,15 +82,12 @@ pub fn server_config(p: &TlsPaths) -> anyhow::Result<ServerConfig> {
         .allow_unknown_revocation_status()
         .build()
         .map_err(|e| anyhow!("client certificate verifier: {e}"))?;
-    let key_data =
-        std::fs::read(&p.key).with_context(|| format!("failed to read {}", p.key.display()))?;
-    let key = PrivateKeyDer::from_pem_slice(&key_data)
-        .map_err(|e| anyhow!("{}: not a PEM private key: {e}", p.key.display()))?;
+    let key = read_key(&p.key)?;
     let mut cfg = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| anyhow!("TLS 1.3: {e}"))?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(certs(&p.cert)?, key)
+        .with_single_cert(read_certs(&p.cert)?, key)
         .map_err(|e| {
             anyhow!(
                 "{} and {} do not belong together: {e}",

@@ -61,7 +61,8 @@ impl TlsFiles {
     }
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+/// The certificates of a PEM file (at least one); the agent reads its files with this too.
+pub fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let pem = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     let certs: Vec<_> = rustls_pki_types::pem::PemObject::pem_slice_iter(&pem)
         .collect::<Result<_, _>>()
@@ -72,7 +73,8 @@ fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
+/// The private key of a PEM file.
+pub fn read_key(path: &Path) -> anyhow::Result<PrivateKeyDer<'static>> {
     let pem = std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
     <PrivateKeyDer as rustls_pki_types::pem::PemObject>::from_pem_slice(&pem)
         .map_err(|e| anyhow!("{}: not a PEM private key: {e}", path.display()))

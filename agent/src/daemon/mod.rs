@@ -796,7 +796,7 @@ impl Daemon {
                     error: None,
                 };
                 self.save(&meta)?;
-                self.engine_create(id)?;
+                self.engine_create(id, cfg.open_stdin)?;
                 Ok(meta)
             })();
             if made.is_err() {
@@ -810,15 +810,7 @@ impl Daemon {
         res
     }
 
-    fn engine_create(&self, id: &str) -> Result<i32> {
-        let open_stdin = self
-            .find(id)
-            .map(|e| e.meta().config.open_stdin)
-            .or_else(|_| {
-                fsutil::read_json::<Meta>(&self.dir(id).join(META_FILE))
-                    .map(|m| m.config.open_stdin)
-            })
-            .unwrap_or(false);
+    fn engine_create(&self, id: &str, open_stdin: bool) -> Result<i32> {
         container::create::create(
             &self.rt,
             id,
@@ -879,6 +871,7 @@ impl Daemon {
         };
         let d = self.clone();
         let id = e.id.clone();
+        let open_stdin = v.meta.config.open_stdin;
         let pid = blocking(move || {
             match d.rt.load(&id).map(|c| c.status()) {
                 Ok(Status::Running) | Ok(Status::Paused) => {
@@ -888,11 +881,11 @@ impl Daemon {
                 Ok(Status::Stopped) | Ok(Status::Creating) => {
                     container::delete::delete(&d.rt, &id, true)?;
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id)?;
+                    d.engine_create(&id, open_stdin)?;
                 }
                 Err(EngineError::ContainerNotFound(_)) => {
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id)?;
+                    d.engine_create(&id, open_stdin)?;
                 }
                 Err(other) => return Err(other),
             }

@@ -20,9 +20,17 @@ pub fn code(kind: ErrorKind) -> Code {
     }
 }
 
+/// Status metadata carrying the shell's code of a command that could not be run (126: not
+/// executable, 127: not found), for clients that exit with it as Docker does.
+pub const EXEC_CODE: &str = "mini-exec-code";
+
 /// The status for `e`, as seen by a caller who may (`operator`) or may not see host details.
 pub fn to_status(e: EngineError, operator: bool) -> Status {
     let code = code(e.kind());
+    let exec_code = match &e {
+        EngineError::Exec { code, .. } => Some(*code),
+        _ => None,
+    };
     let msg = match &e {
         EngineError::Io { op, .. } if !operator => {
             format!("the node failed to {op} a file ({:?})", e.kind())
@@ -33,7 +41,13 @@ pub fn to_status(e: EngineError, operator: bool) -> Status {
     if code == Code::Internal {
         tracing::error!(error = %e, "internal error");
     }
-    Status::new(code, msg)
+    let mut status = Status::new(code, msg);
+    if let Some(c) = exec_code {
+        if let Ok(v) = c.to_string().parse() {
+            status.metadata_mut().insert(EXEC_CODE, v);
+        }
+    }
+    status
 }
 
 #[cfg(test)]
@@ -53,6 +67,21 @@ mod tests {
         );
         let s = to_status(e, false);
         assert_eq!(s.code(), Code::PermissionDenied);
+        assert!(s.metadata().get(EXEC_CODE).is_none());
+        let s = to_status(
+            EngineError::Exec {
+                code: 127,
+                msg: "exec: \"/nope\": no such file or directory".into(),
+            },
+            true,
+        );
+        assert_eq!(s.code(), Code::NotFound);
+        assert_eq!(
+            s.metadata()
+                .get(EXEC_CODE)
+                .map(|v| v.to_str().unwrap_or("")),
+            Some("127")
+        );
         assert!(!s.message().contains("/var/lib"), "{}", s.message());
     }
 }

@@ -134,9 +134,10 @@ pub struct Ctx {
 impl Ctx {
     /// Reports a failed call on stderr; returns the exit status for it.
     pub fn fail(&self, s: tonic::Status) -> i32 {
+        let code = exit_for(&s);
         let e = self.client.explain(s);
         eprintln!("minictl: {e}");
-        exit_for(&e.message)
+        code
     }
 }
 
@@ -152,14 +153,16 @@ pub fn exit_of(w: &mini_proto::v1::WaitResponse) -> i32 {
 }
 
 /// Docker's statuses for a command that could not be run: 126 (cannot be invoked), 127 (not
-/// found); otherwise 125.
-pub fn exit_for(message: &str) -> i32 {
-    if message.ends_with("(exit code 127)") {
-        127
-    } else if message.ends_with("(exit code 126)") {
-        126
-    } else {
-        crate::EXIT_FAILURE
+/// found), as the node says in the status's `mini-exec-code` metadata; otherwise 125.
+pub fn exit_for(s: &tonic::Status) -> i32 {
+    match s
+        .metadata()
+        .get("mini-exec-code")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<i32>().ok())
+    {
+        Some(c @ (126 | 127)) => c,
+        _ => crate::EXIT_FAILURE,
     }
 }
 

@@ -13,20 +13,7 @@ use minictl::pki::{self, Role, Subject, Validity};
 /// a viewer.
 fn cluster_pki(dir: &Path) {
     pki::create_ca(dir, "test cluster CA", Validity::days(30)).unwrap();
-    let (c, k) = pki::cert_paths(dir, "node");
-    pki::issue(
-        dir,
-        &Subject::Node {
-            name: "node1".into(),
-            dns: vec!["node1".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
-        },
-        Validity::days(30),
-        &c,
-        &k,
-        false,
-    )
-    .unwrap();
+    issue_node(dir, false);
     for (name, role) in [("ops", Role::Operator), ("watcher", Role::Viewer)] {
         let (c, k) = pki::cert_paths(dir, name);
         pki::issue(
@@ -42,6 +29,24 @@ fn cluster_pki(dir: &Path) {
         )
         .unwrap();
     }
+}
+
+/// The node certificate (127.0.0.1 and `node1`), new or replacing the one there.
+fn issue_node(dir: &Path, overwrite: bool) {
+    let (c, k) = pki::cert_paths(dir, "node");
+    pki::issue(
+        dir,
+        &Subject::Node {
+            name: "node1".into(),
+            dns: vec!["node1".into()],
+            ips: vec!["127.0.0.1".parse().unwrap()],
+        },
+        Validity::days(30),
+        &c,
+        &k,
+        overwrite,
+    )
+    .unwrap();
 }
 
 fn id(dir: &Path, name: &str) -> Identity {
@@ -184,20 +189,8 @@ fn sighup_serves_a_rotated_certificate_without_a_restart() {
     let pid = n.pid();
     let ops = id(dir, "ops");
     let before = served_serial(&n.addr(), dir);
-    let (c, k) = pki::cert_paths(dir, "node");
-    pki::issue(
-        dir,
-        &Subject::Node {
-            name: "node1".into(),
-            dns: vec!["node1".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
-        },
-        Validity::days(30),
-        &c,
-        &k,
-        true,
-    )
-    .unwrap();
+    let c = pki::cert_paths(dir, "node").0;
+    issue_node(dir, true);
     n.signal(nix::sys::signal::Signal::SIGHUP);
     n.until(
         Duration::from_secs(5),
