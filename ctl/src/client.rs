@@ -14,6 +14,10 @@ pub const MAX_MESSAGE: usize = 16 << 20;
 #[derive(Clone)]
 pub struct Client {
     pub addr: String,
+    /// The node's inventory name, else its address: what tables show.
+    pub name: String,
+    /// The node's inventory entry (labels, taints), when it came from one.
+    pub member: Option<crate::cluster::Member>,
     /// Kept to diagnose a refused connection.
     tls: std::sync::Arc<rustls::ClientConfig>,
     has_cert: bool,
@@ -29,6 +33,8 @@ impl Client {
         let ch = tls::channel(addr, cfg.clone())?;
         Ok(Client {
             addr: addr.to_string(),
+            name: addr.to_string(),
+            member: None,
             tls: std::sync::Arc::new(cfg),
             has_cert: files.cert.is_some(),
             containers: ContainerServiceClient::new(ch.clone())
@@ -39,6 +45,22 @@ impl Client {
                 .max_encoding_message_size(MAX_MESSAGE),
             node: NodeServiceClient::new(ch),
         })
+    }
+
+    /// A connection to an inventory member, named after it.
+    pub fn to_member(m: &crate::cluster::Member, files: &TlsFiles) -> anyhow::Result<Client> {
+        let mut c = Self::connect(&m.address, files)?;
+        c.name = m.name.clone();
+        c.member = Some(m.clone());
+        Ok(c)
+    }
+
+    /// Reports a failed call on stderr; returns the exit status for it.
+    pub fn fail(&self, s: tonic::Status) -> i32 {
+        let code = crate::commands::exit_for(&s);
+        let e = self.explain(s);
+        eprintln!("minictl: {e}");
+        code
     }
 
     /// A failed call, said for a person (see [`call_error`]); a connection the node dropped
@@ -98,7 +120,11 @@ pub fn call_error(addr: &str, s: tonic::Status) -> CallError {
         let mut chain = Vec::new();
         let mut cur: Option<&(dyn Error + 'static)> = s.source();
         while let Some(e) = cur {
-            chain.push(e.to_string());
+            // hyper and std often say the same thing at two levels: say it once.
+            let m = e.to_string();
+            if !chain.last().is_some_and(|l: &String| l.ends_with(&m)) {
+                chain.push(m);
+            }
             cur = e.source();
         }
         format!("cannot talk to node {addr}: {}", chain.join(": "))

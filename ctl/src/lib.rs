@@ -6,9 +6,11 @@
 //! (the agent uses it too, for its development PKI).
 
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod output;
 pub mod pki;
+pub mod placement;
 pub mod tls;
 pub mod units;
 

@@ -254,6 +254,23 @@ pub struct Usage {
     pub memory_bytes: i64,
 }
 
+/// The scheduler's non-zero defaults (see `minisim::policy::NONZERO_CPU_MILLI`), in this
+/// crate's units.
+const NONZERO_CPU_MILLIS: i64 = minisim::policy::NONZERO_CPU_MILLI as i64;
+const NONZERO_MEMORY_BYTES: i64 = (minisim::policy::NONZERO_MEMORY_MIB as i64) << 20;
+
+/// See [`Daemon::allocated`].
+#[derive(Debug, Default)]
+pub struct Allocated {
+    /// The sum of limits: what admission checks against capacity.
+    pub limits: Usage,
+    /// Limits, each container counted at no less than the non-zero defaults: placement's
+    /// utilisation.
+    pub requested: Usage,
+    pub running: u32,
+    pub total: u32,
+}
+
 pub struct Daemon {
     pub cfg: DaemonConfig,
     pub rt: Runtime,
@@ -552,25 +569,34 @@ impl Daemon {
         }
     }
 
-    pub fn allocated(&self) -> (Usage, u32, u32) {
-        let mut u = Usage::default();
+    /// What admission counts (limits of containers that are not stopped, and reservations
+    /// of creates in flight) and what placement scores by, with the container counts.
+    pub fn allocated(&self) -> Allocated {
+        let mut a = Allocated::default();
+        let mut count = |cpu: i64, mem: i64| {
+            a.limits.cpu_millis += cpu;
+            a.limits.memory_bytes += mem;
+            a.requested.cpu_millis += cpu.max(NONZERO_CPU_MILLIS);
+            a.requested.memory_bytes += mem.max(NONZERO_MEMORY_BYTES);
+        };
         for r in lock(&self.registry).reserved.values() {
-            u.cpu_millis += r.cpu_millis;
-            u.memory_bytes += r.memory_bytes;
+            count(r.cpu_millis, r.memory_bytes);
         }
         let (mut running, mut total) = (0, 0);
         for e in self.entries() {
             total += 1;
             let v = self.view(&e);
             if matches!(v.status, "created" | "running" | "paused" | "restarting") {
-                u.cpu_millis += v.meta.config.resources.cpu_millis;
-                u.memory_bytes += v.meta.config.resources.memory_bytes;
+                let r = &v.meta.config.resources;
+                count(r.cpu_millis, r.memory_bytes);
             }
             if matches!(v.status, "running" | "paused") {
                 running += 1;
             }
         }
-        (u, running, total)
+        a.running = running;
+        a.total = total;
+        a
     }
 
     // ---- events ------------------------------------------------------------------------
@@ -672,7 +698,7 @@ impl Daemon {
         .await?;
         // Admission and the name are decided under one lock, before anything is made.
         let _adm = self.admission.lock().await;
-        let (alloc, _, _) = self.allocated();
+        let alloc = self.allocated().limits;
         let r = &cfg.resources;
         let free_cpu = self.capacity.cpu_millis - alloc.cpu_millis;
         let free_mem = self.capacity.memory_bytes - alloc.memory_bytes;
@@ -850,7 +876,7 @@ impl Daemon {
         let v = self.view(e);
         let _adm = if matches!(v.status, "exited" | "dead") {
             let adm = self.admission.lock().await;
-            let (alloc, _, _) = self.allocated();
+            let alloc = self.allocated().limits;
             let r = &v.meta.config.resources;
             if alloc.cpu_millis + r.cpu_millis > self.capacity.cpu_millis
                 || alloc.memory_bytes + r.memory_bytes > self.capacity.memory_bytes
@@ -1381,7 +1407,7 @@ impl Daemon {
             cfg.restart = p;
         }
         cfg.validate()?;
-        let (alloc, _, _) = self.allocated();
+        let alloc = self.allocated().limits;
         let v = self.view(&e);
         let counted = matches!(v.status, "created" | "running" | "paused" | "restarting");
         let extra_cpu = cfg.resources.cpu_millis - if counted { old.cpu_millis } else { 0 };

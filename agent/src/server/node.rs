@@ -27,7 +27,7 @@ impl NodeService for Node {
     ) -> Result<Response<pb::NodeInfo>, Status> {
         let p = auth::peer(&req)?;
         let d = self.daemon.clone();
-        let (alloc, running, total) = tokio::task::spawn_blocking(move || d.allocated())
+        let a = tokio::task::spawn_blocking(move || d.allocated())
             .await
             .map_err(|e| Status::internal(e.to_string()))?;
         let cgroup_version = match crate::engine::cgroups::detect(&self.daemon.cfg.cgroup_root) {
@@ -44,12 +44,17 @@ impl NodeService for Node {
                 pids: 0,
             }),
             allocated: Some(pb::NodeResources {
-                cpu_millis: alloc.cpu_millis,
-                memory_bytes: alloc.memory_bytes,
+                cpu_millis: a.limits.cpu_millis,
+                memory_bytes: a.limits.memory_bytes,
                 pids: 0,
             }),
-            containers_running: running,
-            containers_total: total,
+            requested: Some(pb::NodeResources {
+                cpu_millis: a.requested.cpu_millis,
+                memory_bytes: a.requested.memory_bytes,
+                pids: 0,
+            }),
+            containers_running: a.running,
+            containers_total: a.total,
             kernel: kernel(),
             cgroup_version,
             agent_version: env!("CARGO_PKG_VERSION").into(),

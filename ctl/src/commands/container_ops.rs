@@ -45,9 +45,12 @@ pub struct KillArgs {
 
 impl StartArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.targets.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             if self.attach {
                 let logs = match c
                     .logs(pb::LogsRequest {
@@ -59,7 +62,7 @@ impl StartArgs {
                     .await
                 {
                     Ok(s) => s.into_inner(),
-                    Err(s) => return ctx.fail(s),
+                    Err(s) => return cl.fail(s),
                 };
                 let copier = tokio::spawn(super::run::copy_logs(logs, false));
                 if let Err(s) = c
@@ -69,7 +72,7 @@ impl StartArgs {
                     .await
                 {
                     copier.abort();
-                    return ctx.fail(s);
+                    return cl.fail(s);
                 }
                 let w = c
                     .wait(pb::WaitRequest {
@@ -80,7 +83,7 @@ impl StartArgs {
                 let _ = copier.await;
                 return match w {
                     Ok(w) => super::exit_of(w.get_ref()),
-                    Err(s) => ctx.fail(s),
+                    Err(s) => cl.fail(s),
                 };
             }
             match c
@@ -90,7 +93,7 @@ impl StartArgs {
                 .await
             {
                 Ok(_) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code
@@ -99,9 +102,12 @@ impl StartArgs {
 
 impl StopArgs {
     pub async fn run(&self, ctx: &Ctx, restart: bool) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.targets.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             let r = c
                 .stop(pb::StopRequest {
                     container: t.clone(),
@@ -120,7 +126,7 @@ impl StopArgs {
             };
             match r {
                 Ok(()) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code
@@ -129,9 +135,12 @@ impl StopArgs {
 
 impl KillArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.targets.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             match c
                 .kill(pb::KillRequest {
                     container: t.clone(),
@@ -141,7 +150,7 @@ impl KillArgs {
                 .await
             {
                 Ok(_) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code
@@ -150,9 +159,12 @@ impl KillArgs {
 
 impl Targets {
     pub async fn pause(&self, ctx: &Ctx, pause: bool) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             let r = if pause {
                 c.pause(pb::PauseRequest {
                     container: t.clone(),
@@ -168,7 +180,7 @@ impl Targets {
             };
             match r {
                 Ok(()) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code

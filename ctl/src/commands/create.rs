@@ -5,7 +5,12 @@ use std::collections::HashMap;
 use clap::Args;
 use mini_proto::v1 as pb;
 
+use minisim::policy::{Constraint, Policy, Task, Toleration};
+
 use super::Ctx;
+use crate::client::Client;
+use crate::output::Format;
+use crate::placement::{self, PlaceError};
 
 /// Docker's container flags.
 #[derive(Debug, Clone, Args)]
@@ -97,6 +102,19 @@ pub struct CreateArgs {
     /// Remove the container when it exits
     #[arg(long)]
     pub rm: bool,
+    /// How to choose the node in a cluster: first-fit, binpack, spread (default), balanced,
+    /// dot-product, fgd, random, p2c, or exec:PROGRAM
+    #[arg(long, value_name = "POLICY")]
+    pub scheduler: Option<String>,
+    /// Only nodes whose labels match: key=value, key!=value, "key in a,b", "key exists"
+    #[arg(long)]
+    pub constraint: Vec<String>,
+    /// Allow nodes with this taint: key=value[:NoSchedule], key, or * for every taint
+    #[arg(long)]
+    pub toleration: Vec<String>,
+    /// Print how the node was chosen (each node's verdict and scores) on stderr
+    #[arg(long)]
+    pub explain: bool,
     /// The image
     pub image: String,
     /// Command and arguments (replace the image's Cmd)
@@ -105,6 +123,56 @@ pub struct CreateArgs {
 }
 
 pub use crate::units::parse_size;
+
+/// The policy `run` places with when `--scheduler` is not given: Docker Swarm's default.
+pub const DEFAULT_SCHEDULER: &str = "spread";
+
+async fn create_call(
+    cl: &Client,
+    req: pb::CreateRequest,
+) -> Result<pb::CreateResponse, tonic::Status> {
+    let mut c = cl.containers.clone();
+    c.create(req).await.map(|r| r.into_inner())
+}
+
+/// Create on one node, warnings printed; the exit status after reporting a failure.
+async fn create_on(cl: &Client, req: pb::CreateRequest) -> Result<String, i32> {
+    match create_call(cl, req).await {
+        Ok(r) => {
+            for w in r.warnings {
+                eprintln!("WARNING: {w}");
+            }
+            Ok(r.id)
+        }
+        Err(s) => Err(cl.fail(s)),
+    }
+}
+
+/// "500m cpu, 64Mi memory, labels a=b, constraints zone=a": what was placed.
+fn task_summary(t: &Task) -> String {
+    let mut parts = vec![format!("{}m cpu, {}Mi memory", t.cpu_milli, t.memory_mib)];
+    if !t.constraints.is_empty() {
+        parts.push(format!(
+            "constraints {}",
+            t.constraints
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    if !t.tolerations.is_empty() {
+        parts.push(format!(
+            "tolerations {}",
+            t.tolerations
+                .iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    parts.join("; ")
+}
 
 impl CreateArgs {
     /// The config these flags ask for; a flag that does not parse is an error naming it.
@@ -270,8 +338,9 @@ impl CreateArgs {
         })
     }
 
-    /// Sends Create; returns the id, or the exit status after reporting the failure.
-    pub async fn create(&self, ctx: &Ctx) -> Result<String, i32> {
+    /// Sends Create (to the node the policy chooses when the context places); returns the
+    /// id and the node holding it, or the exit status after reporting the failure.
+    pub async fn create(&self, ctx: &Ctx) -> Result<(String, Client), i32> {
         let config = self.config().map_err(|e| {
             eprintln!("minictl: {e}");
             crate::EXIT_FAILURE
@@ -289,22 +358,131 @@ impl CreateArgs {
             );
             return Err(crate::EXIT_FAILURE);
         }
-        let mut c = ctx.client.containers.clone();
-        match c.create(req).await {
-            Ok(r) => {
-                let r = r.into_inner();
+        if !ctx.placing {
+            if self.scheduler.is_some()
+                || !self.constraint.is_empty()
+                || !self.toleration.is_empty()
+                || self.explain
+            {
+                eprintln!(
+                    "minictl: --scheduler, --constraint, --toleration and --explain choose among a cluster's nodes; \
+                     --node names one (give --cluster, or several --node)"
+                );
+                return Err(crate::EXIT_FAILURE);
+            }
+            return create_on(&ctx.client, req)
+                .await
+                .map(|id| (id, ctx.client.clone()));
+        }
+        self.place(ctx, req).await
+    }
+
+    /// The task the placement flags describe, and the policy.
+    fn placement(
+        &self,
+        config: &pb::ContainerConfig,
+        name: &str,
+    ) -> Result<(Task, Policy), String> {
+        let mut task = placement::task_for(name, config);
+        for c in &self.constraint {
+            task.constraints.push(
+                c.parse::<Constraint>()
+                    .map_err(|e| format!("--constraint: {e}"))?,
+            );
+        }
+        for t in &self.toleration {
+            task.tolerations.push(
+                t.parse::<Toleration>()
+                    .map_err(|e| format!("--toleration: {e}"))?,
+            );
+        }
+        let policy = self
+            .scheduler
+            .as_deref()
+            .unwrap_or(DEFAULT_SCHEDULER)
+            .parse::<Policy>()
+            .map_err(|e| format!("--scheduler: {e}"))?;
+        Ok((task, policy))
+    }
+
+    async fn place(&self, ctx: &Ctx, req: pb::CreateRequest) -> Result<(String, Client), i32> {
+        let config = req.config.clone().unwrap_or_default();
+        let (task, policy) = self.placement(&config, &req.name).map_err(|e| {
+            eprintln!("minictl: {e}");
+            crate::EXIT_FAILURE
+        })?;
+        let survey = placement::survey(&ctx.clients, placement::SURVEY_TIMEOUT).await;
+        let mut nodes: Vec<_> = ctx
+            .clients
+            .iter()
+            .zip(&survey)
+            .map(|(cl, info)| placement::to_node(&cl.name, cl.member.as_ref(), info))
+            .collect();
+        // Random policies draw from the clock: a live decision should not repeat itself.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id());
+        let mut stack = match policy.build(seed, std::iter::once(&task)) {
+            Ok(s) => s.with_explain(true),
+            Err(e) => {
+                eprintln!("minictl: --scheduler {policy}: {e}");
+                return Err(crate::EXIT_FAILURE);
+            }
+        };
+        let clients = &ctx.clients;
+        let (first, result) = placement::place_and_create(
+            &mut stack,
+            &mut nodes,
+            &task,
+            |i| create_call(&clients[i], req.clone()),
+            |i, s| {
+                eprintln!(
+                    "minictl: node {} refused ({}); choosing again among the others",
+                    clients[i].name,
+                    s.message()
+                )
+            },
+        )
+        .await;
+        if self.explain {
+            if let Some(d) = &first {
+                if ctx.format == Format::Json {
+                    if let Ok(j) = serde_json::to_string(d) {
+                        eprintln!("{j}");
+                    }
+                } else {
+                    eprintln!("policy {}: {}", policy.name(), task_summary(&task));
+                    eprint!(
+                        "{}",
+                        placement::explain_table(d, &nodes, clients, &survey).render()
+                    );
+                }
+            }
+        }
+        match result {
+            Ok((i, r)) => {
                 for w in r.warnings {
                     eprintln!("WARNING: {w}");
                 }
-                Ok(r.id)
+                Ok((r.id, clients[i].clone()))
             }
-            Err(s) => Err(ctx.fail(s)),
+            Err(PlaceError::NoNode(d)) => {
+                eprintln!("minictl: {}", placement::why_none(&d, &survey));
+                Err(crate::EXIT_FAILURE)
+            }
+            Err(PlaceError::Create(i, s)) => Err(clients[i].fail(s)),
+            Err(PlaceError::Policy(e)) => {
+                eprintln!("minictl: --scheduler {policy}: {e}");
+                Err(crate::EXIT_FAILURE)
+            }
         }
     }
 
     pub async fn run(&self, ctx: &Ctx) -> i32 {
         match self.create(ctx).await {
-            Ok(id) => {
+            Ok((id, _)) => {
                 crate::output::print_str(&format!("{id}\n"));
                 0
             }
@@ -352,12 +530,33 @@ mod tests {
                 tty: false,
                 interactive: false,
                 rm: false,
+                scheduler: None,
+                constraint: vec![],
+                toleration: vec![],
+                explain: false,
                 image: "busybox".into(),
                 cmd: vec![],
             };
             f(&mut a);
-            a.config()
+            a.config()?;
+            a.placement(&a.config()?, "c")
+                .map(|_| a.config().unwrap_or_default())
         };
+        assert!(base(&|a| a.constraint = vec!["zone".into()])
+            .unwrap_err()
+            .contains("--constraint: invalid constraint \"zone\""));
+        assert!(base(&|a| a.toleration = vec!["=x".into()])
+            .unwrap_err()
+            .starts_with("--toleration: "));
+        assert!(base(&|a| a.scheduler = Some("best".into()))
+            .unwrap_err()
+            .starts_with("--scheduler: unknown policy \"best\""));
+        assert!(base(&|a| {
+            a.scheduler = Some("binpack".into());
+            a.constraint = vec!["zone in a,b".into(), "gpu exists".into()];
+            a.toleration = vec!["*".into()];
+        })
+        .is_ok());
         assert!(base(&|a| a.memory = Some("12Q".into()))
             .unwrap_err()
             .contains("--memory"));

@@ -42,6 +42,10 @@ pub struct ExecArgs {
 
 impl ExecArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
+        let cl = match ctx.node_of(&self.container).await {
+            Ok(cl) => cl,
+            Err(code) => return code,
+        };
         let (rows, cols) = if self.tty {
             term_size().unwrap_or((24, 80))
         } else {
@@ -65,13 +69,13 @@ impl ExecArgs {
         if tx.send(start).await.is_err() {
             return crate::EXIT_FAILURE;
         }
-        let mut c = ctx.client.containers.clone();
+        let mut c = cl.containers.clone();
         let mut s = match c
             .exec(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await
         {
             Ok(s) => s.into_inner(),
-            Err(st) => return ctx.fail(st),
+            Err(st) => return cl.fail(st),
         };
         let _raw = RawMode::enter(self.tty && self.interactive && !self.detach);
         let mut tasks = Vec::new();
@@ -117,7 +121,7 @@ impl ExecArgs {
                 Ok(None) => break,
                 Err(st) => {
                     drop(_raw);
-                    return ctx.fail(st);
+                    return cl.fail(st);
                 }
             }
         }

@@ -31,34 +31,51 @@ fn repo_tag(name: &str) -> (String, String) {
 
 impl ImagesArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.images.clone();
-        let list = match c.list(pb::ListImagesRequest {}).await {
-            Ok(r) => r.into_inner().images,
-            Err(s) => return ctx.fail(s),
-        };
+        let lists = futures::future::join_all(ctx.clients.iter().map(|cl| {
+            let mut c = cl.images.clone();
+            async move { c.list(pb::ListImagesRequest {}).await }
+        }))
+        .await;
+        let several = ctx.clients.len() > 1;
+        let mut code = 0;
+        let mut list = Vec::new();
+        for (cl, r) in ctx.clients.iter().zip(lists) {
+            match r {
+                Ok(r) => list.extend(r.into_inner().images.into_iter().map(|i| (cl, i))),
+                Err(s) if several => {
+                    code = super::exit_for(&s);
+                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+                }
+                Err(s) => return cl.fail(s),
+            }
+        }
         if self.quiet {
             print_str(
                 &list
                     .iter()
-                    .map(|i| short_id(&i.id, self.no_trunc) + "\n")
+                    .map(|(_, i)| short_id(&i.id, self.no_trunc) + "\n")
                     .collect::<String>(),
             );
-            return 0;
+            return code;
         }
         if ctx.format == Format::Json {
-            for i in &list {
+            for (cl, i) in &list {
                 let (r, t) = repo_tag(&i.name);
                 print_json_line(&serde_json::json!({
                     "Repository": r, "Tag": t, "ID": i.id, "Name": i.name,
-                    "CreatedAt": i.created, "Size": i.size,
+                    "CreatedAt": i.created, "Size": i.size, "Node": cl.name,
                 }));
             }
-            return 0;
+            return code;
         }
-        let mut t = Table::new(&["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]);
-        for i in &list {
+        let mut header = vec!["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"];
+        if several {
+            header.push("NODE");
+        }
+        let mut t = Table::new(&header);
+        for (cl, i) in &list {
             let (r, tag) = repo_tag(&i.name);
-            t.row(vec![
+            let mut row = vec![
                 r,
                 tag,
                 short_id(&i.id, self.no_trunc),
@@ -68,10 +85,14 @@ impl ImagesArgs {
                     ago(&i.created)
                 },
                 bytes_decimal(i.size),
-            ]);
+            ];
+            if several {
+                row.push(cl.name.clone());
+            }
+            t.row(row);
         }
         t.print();
-        0
+        code
     }
 }
 
@@ -86,9 +107,19 @@ pub struct RmiArgs {
 
 impl RmiArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.images.clone();
         let mut code = 0;
-        for i in &self.images {
+        let several = ctx.clients.len() > 1;
+        for (cl, i) in ctx
+            .clients
+            .iter()
+            .flat_map(|cl| self.images.iter().map(move |i| (cl, i)))
+        {
+            let mut c = cl.images.clone();
+            let prefix = if several {
+                format!("{}: ", cl.name)
+            } else {
+                String::new()
+            };
             match c
                 .remove(pb::RemoveImageRequest {
                     image: i.clone(),
@@ -100,14 +131,18 @@ impl RmiArgs {
                     let r = r.into_inner();
                     let mut out = String::new();
                     for u in r.untagged {
-                        out.push_str(&format!("Untagged: {u}\n"));
+                        out.push_str(&format!("{prefix}Untagged: {u}\n"));
                     }
                     for d in r.deleted {
-                        out.push_str(&format!("Deleted: {d}\n"));
+                        out.push_str(&format!("{prefix}Deleted: {d}\n"));
                     }
                     print_str(&out);
                 }
-                Err(s) => code = ctx.fail(s),
+                Err(s) if several => {
+                    code = super::exit_for(&s);
+                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+                }
+                Err(s) => code = cl.fail(s),
             }
         }
         code
@@ -122,17 +157,26 @@ pub struct TagArgs {
 
 impl TagArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.images.clone();
-        match c
-            .tag(pb::TagImageRequest {
-                source: self.source.clone(),
-                target: self.target.clone(),
-            })
-            .await
-        {
-            Ok(_) => 0,
-            Err(s) => ctx.fail(s),
+        let several = ctx.clients.len() > 1;
+        let mut code = 0;
+        for cl in &ctx.clients {
+            let mut c = cl.images.clone();
+            match c
+                .tag(pb::TagImageRequest {
+                    source: self.source.clone(),
+                    target: self.target.clone(),
+                })
+                .await
+            {
+                Ok(_) => {}
+                Err(s) if several => {
+                    code = super::exit_for(&s);
+                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+                }
+                Err(s) => code = cl.fail(s),
+            }
         }
+        code
     }
 }
 

@@ -8,6 +8,7 @@ use mini_proto::v1 as pb;
 use tokio::io::AsyncReadExt;
 
 use super::Ctx;
+use crate::client::Client;
 use crate::output::print_str;
 
 #[derive(Debug, Args)]
@@ -21,19 +22,55 @@ pub struct ImportArgs {
 const CHUNK: usize = 1 << 20;
 
 impl ImportArgs {
+    /// Imports on every node given (each reads the file itself, all at once); from stdin,
+    /// only one node can be fed.
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> =
-            if self.file.as_os_str() == "-" {
-                Box::new(tokio::io::stdin())
-            } else {
-                match tokio::fs::File::open(&self.file).await {
-                    Ok(f) => Box::new(f),
-                    Err(e) => {
-                        eprintln!("minictl: cannot read {}: {e}", self.file.display());
-                        return crate::EXIT_FAILURE;
-                    }
+        let stdin = self.file.as_os_str() == "-";
+        if stdin && ctx.clients.len() > 1 {
+            eprintln!(
+                "minictl: import from stdin goes to one node; give a file to import on all {} nodes, or one --node",
+                ctx.clients.len()
+            );
+            return crate::EXIT_FAILURE;
+        }
+        let results =
+            futures::future::join_all(ctx.clients.iter().map(|cl| self.import_to(cl, stdin))).await;
+        let several = ctx.clients.len() > 1;
+        let mut code = 0;
+        let mut out = String::new();
+        for (cl, r) in ctx.clients.iter().zip(results) {
+            match r {
+                Ok(id) if several => out.push_str(&format!("{}: {id}\n", cl.name)),
+                Ok(id) => out.push_str(&format!("{id}\n")),
+                Err(Failure::Local(e)) => {
+                    eprintln!("minictl: {e}");
+                    code = crate::EXIT_FAILURE;
                 }
-            };
+                Err(Failure::Node(s)) if several => {
+                    code = super::exit_for(&s);
+                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+                }
+                Err(Failure::Node(s)) => code = cl.fail(s),
+            }
+        }
+        print_str(&out);
+        code
+    }
+
+    async fn import_to(&self, cl: &Client, stdin: bool) -> Result<String, Failure> {
+        let mut reader: Box<dyn tokio::io::AsyncRead + Unpin + Send> = if stdin {
+            Box::new(tokio::io::stdin())
+        } else {
+            match tokio::fs::File::open(&self.file).await {
+                Ok(f) => Box::new(f),
+                Err(e) => {
+                    return Err(Failure::Local(format!(
+                        "cannot read {}: {e}",
+                        self.file.display()
+                    )))
+                }
+            }
+        };
         let name = self.name.clone().unwrap_or_default();
         let file = self.file.clone();
         let (tx, rx) = tokio::sync::mpsc::channel::<pb::ImportRequest>(4);
@@ -59,21 +96,23 @@ impl ImportArgs {
                 }
             }
         });
-        let mut c = ctx.client.images.clone();
+        let mut c = cl.images.clone();
         let res = c
             .import(tokio_stream::wrappers::ReceiverStream::new(rx))
             .await;
         if let Ok(Err(e)) = reading.await {
-            eprintln!("minictl: {e}");
-            return crate::EXIT_FAILURE;
+            return Err(Failure::Local(e));
         }
         match res {
-            Ok(r) => {
-                let img = r.into_inner().image.unwrap_or_default();
-                print_str(&format!("{}\n", img.id));
-                0
-            }
-            Err(s) => ctx.fail(s),
+            Ok(r) => Ok(r.into_inner().image.unwrap_or_default().id),
+            Err(s) => Err(Failure::Node(s)),
         }
     }
+}
+
+enum Failure {
+    /// Ours: the file.
+    Local(String),
+    /// The node's answer.
+    Node(tonic::Status),
 }

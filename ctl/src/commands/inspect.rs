@@ -80,10 +80,13 @@ fn to_json(c: &pb::ContainerInfo) -> serde_json::Value {
 
 impl InspectArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut out = Vec::new();
         let mut code = 0;
         for t in &self.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             match c
                 .inspect(pb::InspectRequest {
                     container: t.clone(),
@@ -91,7 +94,7 @@ impl InspectArgs {
                 .await
             {
                 Ok(i) => out.push(to_json(i.get_ref())),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         if !out.is_empty() || code == 0 {

@@ -46,7 +46,11 @@ impl std::str::FromStr for TailArg {
 
 impl LogsArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
+        let cl = match ctx.node_of(&self.container).await {
+            Ok(cl) => cl,
+            Err(code) => return code,
+        };
+        let mut c = cl.containers.clone();
         let s = match c
             .logs(pb::LogsRequest {
                 container: self.container.clone(),
@@ -60,11 +64,11 @@ impl LogsArgs {
             .await
         {
             Ok(s) => s.into_inner(),
-            Err(s) => return ctx.fail(s),
+            Err(s) => return cl.fail(s),
         };
         match super::run::copy_logs(s, self.timestamps).await {
             Ok(()) => 0,
-            Err(s) => ctx.fail(s),
+            Err(s) => cl.fail(s),
         }
     }
 }

@@ -28,7 +28,10 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use mini_proto::v1 as pb;
+
 use crate::client::Client;
+use crate::cluster::Inventory;
 use crate::output::Format;
 use crate::tls::TlsFiles;
 
@@ -37,19 +40,22 @@ use crate::tls::TlsFiles;
     name = "minictl",
     version,
     about = "Run and manage containers on mini nodes",
-    after_help = "Without --node, minictl talks to the local node (127.0.0.1:7000) with the \
-                  development certificates a local `minid serve` writes to /var/lib/minid/pki."
+    after_help = "Without --node and --cluster, minictl talks to the local node (127.0.0.1:7000) \
+                  with the development certificates a local `minid serve` writes to \
+                  /var/lib/minid/pki; with a cluster inventory (--cluster, or \
+                  ~/.config/minictl/cluster.toml) run places containers on its nodes and the \
+                  other commands find or list them across the nodes."
 )]
 pub struct Cli {
-    /// Node to talk to, host:port; repeat (or separate with commas) for `ps` and `nodes`
-    /// across nodes. Before the command: `pki cert create --node` names a node.
-    #[arg(
-        long,
-        env = "MINICTL_NODE",
-        default_value = "127.0.0.1:7000",
-        value_delimiter = ','
-    )]
+    /// Node to talk to: host:port, or a node's name in the cluster inventory. Repeat (or
+    /// separate with commas) to act across several. Before the command: `pki cert create
+    /// --node` names a node.
+    #[arg(long, env = "MINICTL_NODE", value_delimiter = ',')]
     pub node: Vec<String>,
+    /// Cluster inventory (TOML: nodes with names, addresses, labels, taints; and TLS files).
+    /// Default: ~/.config/minictl/cluster.toml when it exists.
+    #[arg(long, global = true, env = "MINICTL_CLUSTER")]
+    pub cluster: Option<PathBuf>,
     /// CA certificate that signs the nodes' certificates (PEM)
     #[arg(long, global = true, env = "MINICTL_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
@@ -122,22 +128,104 @@ pub enum Command {
     Pki(pki::PkiArgs),
 }
 
+/// The node `minictl` talks to when given neither `--node` nor an inventory.
+pub const DEFAULT_NODE: &str = "127.0.0.1:7000";
+
 /// What a command runs with.
 pub struct Ctx {
     /// The (first) node.
     pub client: Client,
-    /// Every node given, for the commands that look across nodes.
+    /// Every node given, for the commands that act across nodes.
     pub clients: Vec<Client>,
     pub format: Format,
+    /// `run` and `create` choose a node with a policy (several nodes, or an inventory).
+    pub placing: bool,
 }
 
 impl Ctx {
     /// Reports a failed call on stderr; returns the exit status for it.
     pub fn fail(&self, s: tonic::Status) -> i32 {
-        let code = exit_for(&s);
-        let e = self.client.explain(s);
-        eprintln!("minictl: {e}");
-        code
+        self.client.fail(s)
+    }
+
+    /// [`Ctx::locate`], with a failure reported on stderr: the node, or the exit status.
+    pub async fn node_of(&self, reference: &str) -> Result<Client, i32> {
+        self.locate(reference).await.map_err(|s| {
+            eprintln!("minictl: {}", s.message());
+            exit_for(&s)
+        })
+    }
+
+    /// [`Ctx::node_of`] for a loop over targets: a failure sets `code` and gives `None`.
+    pub async fn node_for(&self, reference: &str, code: &mut i32) -> Option<Client> {
+        match self.node_of(reference).await {
+            Ok(cl) => Some(cl),
+            Err(e) => {
+                *code = e;
+                None
+            }
+        }
+    }
+
+    /// The node holding container `reference` (name, id or id prefix): the only node when
+    /// there is one, else the one node of all that knows it (asked at once). Not found
+    /// anywhere is `NOT_FOUND`; not found while some node did not answer is `UNAVAILABLE`
+    /// naming them (the container may be there); found on several is `FAILED_PRECONDITION`
+    /// naming them.
+    pub async fn locate(&self, reference: &str) -> Result<Client, tonic::Status> {
+        if self.clients.len() == 1 {
+            return Ok(self.client.clone());
+        }
+        let answers =
+            futures::future::join_all(self.clients.iter().map(|cl| {
+                let mut c = cl.containers.clone();
+                let req = pb::InspectRequest {
+                    container: reference.to_string(),
+                };
+                async move {
+                    tokio::time::timeout(crate::placement::SURVEY_TIMEOUT, c.inspect(req)).await
+                }
+            }))
+            .await;
+        let mut found = Vec::new();
+        let mut silent = Vec::new();
+        for (cl, a) in self.clients.iter().zip(answers) {
+            match a {
+                Ok(Ok(_)) => found.push(cl),
+                Ok(Err(s)) if s.code() == tonic::Code::NotFound => {}
+                // A prefix that is ambiguous on one node is the user's to fix.
+                Ok(Err(s)) if s.code() == tonic::Code::InvalidArgument => {
+                    return Err(tonic::Status::invalid_argument(format!(
+                        "node {}: {}",
+                        cl.name,
+                        s.message()
+                    )))
+                }
+                Ok(Err(s)) => silent.push(format!(
+                    "{} ({})",
+                    cl.name,
+                    crate::client::call_error(&cl.addr, s).message
+                )),
+                Err(_) => silent.push(format!("{} (no answer)", cl.name)),
+            }
+        }
+        match found.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] if silent.is_empty() => Err(tonic::Status::not_found(format!(
+                "no such container: {reference} (on none of {} nodes)",
+                self.clients.len()
+            ))),
+            [] => Err(tonic::Status::unavailable(format!(
+                "no container {reference} on the nodes that answered, and some did not: {}",
+                silent.join(", ")
+            ))),
+            many => {
+                Err(tonic::Status::failed_precondition(format!(
+                "{reference} names containers on several nodes ({}): give --node NAME, or the id",
+                many.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            )))
+            }
+        }
     }
 }
 
@@ -176,33 +264,33 @@ pub async fn run(cli: Cli) -> i32 {
         cert: cli.tls_cert,
         key: cli.tls_key,
     };
-    let across = matches!(command, Command::Ps(_) | Command::Nodes(_));
-    if cli.node.len() > 1 && !across {
-        eprintln!(
-            "minictl: this command acts on one node; give one --node (ps and nodes look across several)"
-        );
-        return crate::EXIT_FAILURE;
-    }
-    let clients = match files.resolve().and_then(|f| {
-        cli.node
-            .iter()
-            .map(|n| Client::connect(n, &f))
-            .collect::<anyhow::Result<Vec<_>>>()
-    }) {
-        Ok(c) if !c.is_empty() => c,
-        Ok(_) => {
-            eprintln!("minictl: no --node given");
-            return crate::EXIT_FAILURE;
-        }
+    let (clients, placing) = match connect(&cli.node, cli.cluster.as_deref(), files) {
+        Ok(c) => c,
         Err(e) => {
             eprintln!("minictl: {e:#}");
             return crate::EXIT_FAILURE;
         }
     };
+    let one_node_only = matches!(
+        command,
+        Command::Stats(_) | Command::Events(_) | Command::Version
+    );
+    if clients.len() > 1 && one_node_only {
+        eprintln!(
+            "minictl: this command acts on one node; give --node (one of: {})",
+            clients
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        return crate::EXIT_FAILURE;
+    }
     let ctx = Ctx {
         client: clients[0].clone(),
         clients,
         format: cli.format,
+        placing,
     };
     match command {
         Command::Run(a) => a.run(&ctx).await,
@@ -231,6 +319,62 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Version => nodes::version(&ctx).await,
         Command::Pki(p) => pki::run(p),
     }
+}
+
+/// The clients a command talks to, and whether `run` places: `--node` entries (names from the
+/// inventory, or addresses), else every node of the inventory (`--cluster`, or the default
+/// file when it exists), else the local node. TLS files given win over the inventory's.
+fn connect(
+    nodes: &[String],
+    cluster: Option<&std::path::Path>,
+    files: TlsFiles,
+) -> anyhow::Result<(Vec<Client>, bool)> {
+    let inventory = match cluster {
+        Some(p) => Some(Inventory::load(p)?),
+        None if nodes.is_empty() => match crate::cluster::default_path() {
+            Some(p) if p.exists() => Some(Inventory::load(&p)?),
+            _ => None,
+        },
+        None => None,
+    };
+    let files = match &inventory {
+        Some(inv) => inv.tls_under(files),
+        None => files,
+    }
+    .resolve()?;
+    let clients = match (&inventory, nodes.is_empty()) {
+        (Some(inv), true) => inv
+            .nodes
+            .iter()
+            .map(|m| Client::to_member(m, &files))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+        (None, true) => vec![Client::connect(DEFAULT_NODE, &files)?],
+        (_, false) => nodes
+            .iter()
+            .map(|n| match inventory.as_ref().and_then(|inv| inv.find(n)) {
+                Some(m) => Client::to_member(m, &files),
+                None if inventory.is_some() && !n.contains(':') => Err(anyhow::anyhow!(
+                    "node {n:?} is not in the inventory {} (nodes: {})",
+                    inventory
+                        .as_ref()
+                        .map(|i| i.path.display().to_string())
+                        .unwrap_or_default(),
+                    inventory
+                        .as_ref()
+                        .map(|i| i
+                            .nodes
+                            .iter()
+                            .map(|m| m.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                )),
+                None => Client::connect(n, &files),
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    let placing = clients.len() > 1 || (nodes.is_empty() && inventory.is_some());
+    Ok((clients, placing))
 }
 
 #[cfg(test)]

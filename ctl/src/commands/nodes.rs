@@ -5,23 +5,22 @@ use mini_proto::v1 as pb;
 
 use super::Ctx;
 use crate::output::{bytes_binary, print_json_line, print_str, Format, Table};
+use crate::placement;
 
 #[derive(Debug, Args)]
 pub struct NodesArgs {}
 
 impl NodesArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let infos = futures::future::join_all(ctx.clients.iter().map(|cl| {
-            let mut c = cl.node.clone();
-            async move { c.info(pb::NodeInfoRequest {}).await.map(|r| r.into_inner()) }
-        }))
-        .await;
+        // Every node at once; one that does not answer in time is down, as placement sees it.
+        let infos = placement::survey(&ctx.clients, placement::SURVEY_TIMEOUT).await;
         let mut t = Table::new(&[
             "NAME",
             "ADDRESS",
             "CPU (ALLOC/CAP)",
             "MEMORY (ALLOC/CAP)",
             "RUNNING",
+            "LABELS",
             "CGROUP",
             "VERSION",
             "HEALTH",
@@ -30,40 +29,56 @@ impl NodesArgs {
         for (cl, r) in ctx.clients.iter().zip(infos) {
             let n = match r {
                 Ok(n) => n,
-                Err(s) => {
-                    let e = cl.explain(s);
-                    eprintln!("minictl: node {}: {e}", cl.addr);
+                Err(why) => {
+                    eprintln!("minictl: node {} is down: {why}", cl.name);
                     code = crate::EXIT_FAILURE;
-                    if ctx.format == Format::Table {
-                        t.row(vec![
-                            "?".into(),
+                    match ctx.format {
+                        Format::Json => print_json_line(&serde_json::json!({
+                            "Name": cl.name, "Address": cl.addr, "Health": "down", "Error": why,
+                        })),
+                        Format::Table => t.row(vec![
+                            cl.name.clone(),
                             cl.addr.clone(),
                             String::new(),
                             String::new(),
                             String::new(),
                             String::new(),
                             String::new(),
-                            "unreachable".into(),
-                        ]);
+                            String::new(),
+                            "down".into(),
+                        ]),
                     }
                     continue;
                 }
             };
             let cap = n.capacity.unwrap_or_default();
             let alloc = n.allocated.unwrap_or_default();
+            // The inventory's name for the node when it has one (what --node takes).
+            let name = if cl.member.is_some() || n.name.is_empty() {
+                cl.name.clone()
+            } else {
+                n.name.clone()
+            };
+            let mut labels = cl
+                .member
+                .as_ref()
+                .map(|m| m.labels.clone())
+                .unwrap_or_default();
+            labels.extend(n.labels.clone());
             if ctx.format == Format::Json {
                 print_json_line(&serde_json::json!({
-                    "Name": n.name, "Address": cl.addr, "Labels": n.labels,
+                    "Name": name, "NodeName": n.name, "Address": cl.addr, "Labels": labels,
+                    "Taints": cl.member.as_ref().map(|m| m.taints.iter().map(|t| t.to_string()).collect::<Vec<_>>()).unwrap_or_default(),
                     "CpuMillis": cap.cpu_millis, "MemoryBytes": cap.memory_bytes,
                     "AllocatedCpuMillis": alloc.cpu_millis, "AllocatedMemoryBytes": alloc.memory_bytes,
                     "Running": n.containers_running, "Containers": n.containers_total,
                     "Kernel": n.kernel, "CgroupVersion": n.cgroup_version, "AgentVersion": n.agent_version,
-                    "Caller": n.caller, "CallerRole": n.caller_role,
+                    "Caller": n.caller, "CallerRole": n.caller_role, "Health": "ready",
                 }));
                 continue;
             }
             t.row(vec![
-                n.name,
+                name,
                 cl.addr.clone(),
                 format!("{}m/{}m", alloc.cpu_millis, cap.cpu_millis),
                 format!(
@@ -72,6 +87,11 @@ impl NodesArgs {
                     bytes_binary(cap.memory_bytes.max(0) as u64)
                 ),
                 format!("{}/{}", n.containers_running, n.containers_total),
+                labels
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(","),
                 format!("v{}", n.cgroup_version),
                 n.agent_version,
                 "ready".into(),

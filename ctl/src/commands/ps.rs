@@ -64,7 +64,16 @@ impl PsArgs {
                 filters: self.filters.clone(),
             };
             async move {
-                let mut s = c.list(req).await?.into_inner();
+                // A node that does not answer in time counts as down, as in placement.
+                let mut s = tokio::time::timeout(crate::placement::SURVEY_TIMEOUT, c.list(req))
+                    .await
+                    .map_err(|_| {
+                        tonic::Status::unavailable(format!(
+                            "did not answer within {}s",
+                            crate::placement::SURVEY_TIMEOUT.as_secs()
+                        ))
+                    })??
+                    .into_inner();
                 let mut items = Vec::new();
                 while let Some(i) = s.message().await? {
                     items.push(i);
@@ -77,10 +86,10 @@ impl PsArgs {
         let mut code = 0;
         for (cl, r) in ctx.clients.iter().zip(lists) {
             match r {
-                Ok(v) => items.extend(v.into_iter().map(|i| (cl.addr.clone(), i))),
+                Ok(v) => items.extend(v.into_iter().map(|i| (cl, i))),
                 Err(s) => {
                     let e = cl.explain(s);
-                    eprintln!("minictl: node {}: {e}", cl.addr);
+                    eprintln!("minictl: node {}: {e}", cl.name);
                     code = crate::EXIT_FAILURE;
                 }
             }
@@ -98,7 +107,10 @@ impl PsArgs {
         if ctx.format == Format::Json {
             for (node, i) in &items {
                 let mut v = info_json(i);
-                v["NodeAddress"] = serde_json::Value::String(node.clone());
+                v["NodeAddress"] = serde_json::Value::String(node.addr.clone());
+                if node.member.is_some() {
+                    v["Node"] = serde_json::Value::String(node.name.clone());
+                }
                 print_json_line(&v);
             }
             return code;
@@ -132,8 +144,9 @@ impl PsArgs {
                 i.name.clone(),
             ];
             if several {
-                row.push(if i.node.is_empty() {
-                    node.clone()
+                // The inventory's name, else the node's own, else its address.
+                row.push(if node.member.is_some() || i.node.is_empty() {
+                    node.name.clone()
                 } else {
                     i.node.clone()
                 });

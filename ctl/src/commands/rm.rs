@@ -18,9 +18,25 @@ pub struct RmArgs {
 
 impl RmArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.containers {
+            let cl = match ctx.locate(t).await {
+                Ok(cl) => cl,
+                // Across nodes, "nowhere" is the rpc's not_found.
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if !self.force {
+                        eprintln!("minictl: {}", s.message());
+                        code = 1;
+                    }
+                    continue;
+                }
+                Err(s) => {
+                    eprintln!("minictl: {}", s.message());
+                    code = super::exit_for(&s);
+                    continue;
+                }
+            };
+            let mut c = cl.containers.clone();
             match c
                 .remove(pb::RemoveRequest {
                     container: t.clone(),
@@ -35,7 +51,7 @@ impl RmArgs {
                     }
                 }
                 Ok(_) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code

@@ -70,11 +70,11 @@ pub async fn copy_logs(
 
 impl RunArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let id = match self.create.create(ctx).await {
-            Ok(id) => id,
+        let (id, node) = match self.create.create(ctx).await {
+            Ok(r) => r,
             Err(code) => return code,
         };
-        let mut c = ctx.client.containers.clone();
+        let mut c = node.containers.clone();
         if self.detach {
             if let Err(s) = c
                 .start(pb::StartRequest {
@@ -82,7 +82,7 @@ impl RunArgs {
                 })
                 .await
             {
-                return ctx.fail(s);
+                return node.fail(s);
             }
             crate::output::print_str(&format!("{id}\n"));
             return 0;
@@ -96,7 +96,7 @@ impl RunArgs {
             .await
         {
             Ok(s) => s.into_inner(),
-            Err(s) => return ctx.fail(s),
+            Err(s) => return node.fail(s),
         };
         let copier = tokio::spawn(copy_logs(logs, false));
         let interactive = self.create.interactive;
@@ -114,7 +114,7 @@ impl RunArgs {
             .await
         {
             copier.abort();
-            let code = ctx.fail(s);
+            let code = node.fail(s);
             if self.create.rm {
                 let _ = c
                     .remove(pb::RemoveRequest {
@@ -170,7 +170,7 @@ impl RunArgs {
                 }
                 super::exit_of(w.get_ref())
             }
-            Err(s) => ctx.fail(s),
+            Err(s) => node.fail(s),
         }
     }
 }

@@ -14,7 +14,11 @@ pub struct TopArgs {
 
 impl TopArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
+        let cl = match ctx.node_of(&self.container).await {
+            Ok(cl) => cl,
+            Err(code) => return code,
+        };
+        let mut c = cl.containers.clone();
         let r = match c
             .top(pb::TopRequest {
                 container: self.container.clone(),
@@ -22,7 +26,7 @@ impl TopArgs {
             .await
         {
             Ok(r) => r.into_inner(),
-            Err(s) => return ctx.fail(s),
+            Err(s) => return cl.fail(s),
         };
         if ctx.format == Format::Json {
             for p in &r.processes {

@@ -76,9 +76,12 @@ impl UpdateArgs {
             }
             None => None,
         };
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             match c
                 .update(pb::UpdateRequest {
                     container: t.clone(),
@@ -93,7 +96,7 @@ impl UpdateArgs {
                 .await
             {
                 Ok(_) => crate::output::print_str(&format!("{t}\n")),
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code

@@ -18,9 +18,12 @@ pub struct WaitArgs {
 
 impl WaitArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
-        let mut c = ctx.client.containers.clone();
         let mut code = 0;
         for t in &self.containers {
+            let Some(cl) = ctx.node_for(t, &mut code).await else {
+                continue;
+            };
+            let mut c = cl.containers.clone();
             match c
                 .wait(pb::WaitRequest {
                     container: t.clone(),
@@ -34,7 +37,7 @@ impl WaitArgs {
                         crate::output::print_str(&format!("{code}\n"));
                     }
                 }
-                Err(s) => code = ctx.fail(s),
+                Err(s) => code = cl.fail(s),
             }
         }
         code

@@ -36,6 +36,10 @@ pub enum Reason {
         count: u32,
         max: u32,
     },
+    /// The node's taint at this index is not tolerated by the task.
+    Taint {
+        index: usize,
+    },
 }
 
 impl Reason {
@@ -50,6 +54,10 @@ impl Reason {
             Reason::Constraint { index } => match task.constraints.get(*index) {
                 Some(c) => format!("constraint {c} not met"),
                 None => format!("constraint #{index} not met"),
+            },
+            Reason::Taint { index } => match node.taints.get(*index) {
+                Some(t) => format!("taint {t} not tolerated"),
+                None => format!("taint #{index} not tolerated"),
             },
             other => other.to_string(),
         }
@@ -73,6 +81,7 @@ impl fmt::Display for Reason {
             Reason::MaxPerNode { count, max } => {
                 write!(f, "max-per-node: {count} already here, max {max}")
             }
+            Reason::Taint { index } => write!(f, "taint #{index} not tolerated"),
         }
     }
 }
@@ -210,12 +219,33 @@ impl Filter for MaxPerNodeFilter {
     }
 }
 
+/// Taints: every taint of the node must be tolerated by the task.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TaintToleration;
+
+impl Filter for TaintToleration {
+    fn name(&self) -> &'static str {
+        "taint"
+    }
+    fn check(&self, node: &Node, task: &Task) -> Result<(), Reason> {
+        match node
+            .taints
+            .iter()
+            .position(|t| !task.tolerations.iter().any(|tol| tol.tolerates(t)))
+        {
+            Some(index) => Err(Reason::Taint { index }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The filters every preset runs, in order.
 pub fn default_filters() -> Vec<Box<dyn Filter>> {
     vec![
         Box::new(NodeReady),
         Box::new(ResourceFit),
         Box::new(ConstraintMatch),
+        Box::new(TaintToleration),
         Box::new(MaxPerNodeFilter),
     ]
 }
@@ -367,5 +397,35 @@ mod tests {
             .with_label("app", "db")
             .with_max_per_node("app", 2);
         assert_eq!(check(&MaxPerNodeFilter, &two), vec![Ok(()), Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn taints_keep_off_tasks_that_do_not_tolerate_them() {
+        let tainted = |n: Node| {
+            n.with_taint("gpu=t4:NoSchedule".parse().unwrap())
+                .with_taint("draining:NoSchedule".parse().unwrap())
+        };
+        let nodes = [
+            Node::new("plain", 4000, 8192, 0, None),
+            tainted(Node::new("gpu", 4000, 8192, 1, Some("T4"))),
+        ];
+        let run = |t: &Task| -> Vec<Result<(), Reason>> {
+            nodes.iter().map(|n| TaintToleration.check(n, t)).collect()
+        };
+        let plain = Task::new("t", 1, 1);
+        assert_eq!(run(&plain), vec![Ok(()), Err(Reason::Taint { index: 0 })]);
+        let gpu_only = plain.clone().with_toleration("gpu".parse().unwrap());
+        assert_eq!(
+            run(&gpu_only),
+            vec![Ok(()), Err(Reason::Taint { index: 1 })]
+        );
+        assert_eq!(
+            Reason::Taint { index: 1 }.describe(&nodes[1], &gpu_only),
+            "taint draining:NoSchedule not tolerated"
+        );
+        let both = gpu_only.with_toleration("draining:NoSchedule".parse().unwrap());
+        assert_eq!(run(&both), vec![Ok(()), Ok(())]);
+        let all = plain.with_toleration("*".parse().unwrap());
+        assert_eq!(run(&all), vec![Ok(()), Ok(())]);
     }
 }

@@ -16,11 +16,15 @@ pub mod preset;
 pub mod resources;
 pub mod score;
 pub mod stack;
+pub mod taint;
 
 pub use constraint::{Constraint, Op};
 pub use external::{ExecSpec, ExternalError, ExternalPolicy};
 pub use filter::{Filter, Reason};
 pub use preset::{Policy, PolicyParseError, Preset, UnknownPolicy};
-pub use resources::{Allocation, Node, Resources, Task, GPU_MILLI};
+pub use resources::{
+    Allocation, Node, Resources, Task, GPU_MILLI, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB,
+};
 pub use score::Scorer;
 pub use stack::{Chooser, Decision, NodeExplanation, Stack, Verdict};
+pub use taint::{Effect, Taint, TaintParseError, Toleration};

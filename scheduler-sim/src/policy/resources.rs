@@ -12,9 +12,17 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::constraint::Constraint;
+use super::taint::{Taint, Toleration};
 
 /// One whole GPU in milli-GPUs.
 pub const GPU_MILLI: u32 = 1000;
+
+/// What a running task that asked for no CPU counts as when nodes are *scored* (never when
+/// they are filtered): Kubernetes' non-zero request defaults, so that spreading still spreads
+/// containers started without limits. See [`Node::scoring_extra`].
+pub const NONZERO_CPU_MILLI: u64 = 100;
+/// The memory counterpart of [`NONZERO_CPU_MILLI`], in MiB.
+pub const NONZERO_MEMORY_MIB: u64 = 200;
 
 /// A resource vector.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -83,6 +91,8 @@ pub struct Task {
     /// Every constraint must match the node's labels.
     pub constraints: Vec<Constraint>,
     pub max_per_node: Option<MaxPerNode>,
+    /// Taints of the node this task may ignore.
+    pub tolerations: Vec<Toleration>,
 }
 
 impl Task {
@@ -98,6 +108,7 @@ impl Task {
             labels: BTreeMap::new(),
             constraints: Vec::new(),
             max_per_node: None,
+            tolerations: Vec::new(),
         }
     }
 
@@ -131,6 +142,11 @@ impl Task {
         self
     }
 
+    pub fn with_toleration(mut self, t: Toleration) -> Self {
+        self.tolerations.push(t);
+        self
+    }
+
     /// The request as a resource vector.
     pub fn request(&self) -> Resources {
         Resources::new(
@@ -150,6 +166,7 @@ impl Task {
             && self.labels == o.labels
             && self.constraints == o.constraints
             && self.max_per_node == o.max_per_node
+            && self.tolerations == o.tolerations
     }
 }
 
@@ -177,6 +194,12 @@ pub struct Node {
     pub tasks: u32,
     /// Running tasks per `(label key, value)`, for [`MaxPerNode`].
     pub label_counts: BTreeMap<(String, String), u32>,
+    /// Only tasks tolerating each of these may be placed here.
+    pub taints: Vec<Taint>,
+    /// Added to `allocated` by the utilisation scorers only: what running tasks that set no
+    /// limit count at [`NONZERO_CPU_MILLI`] / [`NONZERO_MEMORY_MIB`] beyond what they
+    /// allocated. `minictl` fills it from a node's report; the simulator leaves it zero.
+    pub scoring_extra: Resources,
 }
 
 impl Node {
@@ -206,12 +229,24 @@ impl Node {
             ready: true,
             tasks: 0,
             label_counts: BTreeMap::new(),
+            taints: Vec::new(),
+            scoring_extra: Resources::default(),
         }
     }
 
     pub fn with_label(mut self, key: &str, value: &str) -> Self {
         self.labels.insert(key.to_string(), value.to_string());
         self
+    }
+
+    pub fn with_taint(mut self, t: Taint) -> Self {
+        self.taints.push(t);
+        self
+    }
+
+    /// What the utilisation scorers count as used: `allocated` plus [`Node::scoring_extra`].
+    pub fn scoring_allocated(&self) -> Resources {
+        self.allocated.plus(self.scoring_extra)
     }
 
     /// Unallocated resources.
@@ -231,6 +266,7 @@ impl Node {
         n.gpus.iter_mut().for_each(|g| *g = 0);
         n.tasks = 0;
         n.label_counts.clear();
+        n.scoring_extra = Resources::default();
         n
     }
 

@@ -31,7 +31,7 @@ pub trait Scorer: Send + Sync {
 /// Per-dimension `(used, capacity)` of `node` if `task` were added, for the dimensions the
 /// node has. Returns the array and how many entries are valid.
 fn dims_after(node: &Node, task: &Task) -> ([(f64, f64); 3], usize) {
-    let after = node.allocated.plus(task.request()).as_array();
+    let after = node.scoring_allocated().plus(task.request()).as_array();
     let cap = node.capacity.as_array();
     let mut out = [(0.0, 0.0); 3];
     let mut n = 0;
@@ -121,7 +121,7 @@ impl Scorer for DotProduct {
     }
     fn score(&self, node: &Node, task: &Task, _: &mut Rng) -> f64 {
         let req = task.request().as_array();
-        let free = node.free().as_array();
+        let free = node.capacity.minus(node.scoring_allocated()).as_array();
         let cap = node.capacity.as_array();
         let (mut sum, mut n) = (0.0, 0);
         for d in 0..3 {
@@ -156,6 +156,7 @@ impl Scorer for RandomScore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::Resources;
 
     /// Static node list: an empty CPU node, a CPU node with 3000m/4096Mi of 4000m/8192Mi
     /// used, and a GPU node with one of two devices taken.
@@ -246,5 +247,21 @@ mod tests {
                 assert!((0.0..=1.0).contains(&v), "{} gave {v}", sc.name());
             }
         }
+    }
+
+    #[test]
+    fn scoring_extra_counts_for_utilisation_scorers_only() {
+        // Two empty nodes; one runs containers without limits, reported as scoring extra.
+        let a = Node::new("a", 4000, 8192, 0, None);
+        let mut b = Node::new("b", 4000, 8192, 0, None);
+        b.scoring_extra = Resources::new(1000, 2048, 0);
+        let t = Task::new("t", 0, 0);
+        let mut rng = Rng::new(1);
+        assert!(LeastAllocated.score(&a, &t, &mut rng) > LeastAllocated.score(&b, &t, &mut rng));
+        assert!(MostAllocated.score(&b, &t, &mut rng) > MostAllocated.score(&a, &t, &mut rng));
+        let big = Task::new("t", 1000, 2048);
+        assert!(DotProduct.score(&a, &big, &mut rng) > DotProduct.score(&b, &big, &mut rng));
+        // Filtering still sees all of b's capacity free.
+        assert_eq!(b.free(), Resources::new(4000, 8192, 0));
     }
 }

@@ -67,6 +67,75 @@ pub fn busybox_tar(dir: &Path) -> PathBuf {
     out
 }
 
+/// A cluster PKI in `dir`: CA, a node certificate for 127.0.0.1 and `node1` (shared by every
+/// test node), an operator `ops` and a viewer `watcher`.
+pub fn cluster_pki(dir: &Path) {
+    use minictl::pki::{self, Role, Subject, Validity};
+    pki::create_ca(dir, "test cluster CA", Validity::days(30)).expect("create CA");
+    issue_node(dir, false);
+    for (name, role) in [("ops", Role::Operator), ("watcher", Role::Viewer)] {
+        let (c, k) = pki::cert_paths(dir, name);
+        pki::issue(
+            dir,
+            &Subject::Client {
+                name: name.into(),
+                role,
+            },
+            Validity::days(30),
+            &c,
+            &k,
+            false,
+        )
+        .expect("issue client certificate");
+    }
+}
+
+/// The node certificate of [`cluster_pki`] (127.0.0.1 and `node1`), new or replacing it.
+pub fn issue_node(dir: &Path, overwrite: bool) {
+    use minictl::pki::{self, Subject, Validity};
+    let (c, k) = pki::cert_paths(dir, "node");
+    pki::issue(
+        dir,
+        &Subject::Node {
+            name: "node1".into(),
+            dns: vec!["node1".into()],
+            ips: vec!["127.0.0.1".parse().expect("address")],
+        },
+        Validity::days(30),
+        &c,
+        &k,
+        overwrite,
+    )
+    .expect("issue node certificate");
+}
+
+/// The client identity `name` of [`cluster_pki`].
+pub fn identity(dir: &Path, name: &str) -> Identity {
+    let (c, k) = minictl::pki::cert_paths(dir, name);
+    Identity {
+        ca: dir.join("ca.pem"),
+        cert: Some(c),
+        key: Some(k),
+    }
+}
+
+/// An agent serving with [`cluster_pki`]'s node certificate (and CRL), plus `extra` flags.
+pub fn start_in_cluster(dir: &Path, extra: &[&str]) -> Node {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let mut args = vec![
+        "--tls-cert".into(),
+        p("node.pem"),
+        "--tls-key".into(),
+        p("node-key.pem"),
+        "--tls-ca".into(),
+        p("ca.pem"),
+        "--tls-crl".into(),
+        p("crl.pem"),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    Node::start_with(args)
+}
+
 /// TLS files a client uses.
 #[derive(Debug, Clone)]
 pub struct Identity {

@@ -6,70 +6,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use mini_e2e::{require_root, stderr, stdout, Identity, Node};
+use mini_e2e::{cluster_pki, issue_node, require_root, stderr, stdout, Identity, Node};
 use minictl::pki::{self, Role, Subject, Validity};
 
-/// A cluster PKI in `dir`: CA, a node certificate for 127.0.0.1 and `node1`, an operator and
-/// a viewer.
-fn cluster_pki(dir: &Path) {
-    pki::create_ca(dir, "test cluster CA", Validity::days(30)).unwrap();
-    issue_node(dir, false);
-    for (name, role) in [("ops", Role::Operator), ("watcher", Role::Viewer)] {
-        let (c, k) = pki::cert_paths(dir, name);
-        pki::issue(
-            dir,
-            &Subject::Client {
-                name: name.into(),
-                role,
-            },
-            Validity::days(30),
-            &c,
-            &k,
-            false,
-        )
-        .unwrap();
-    }
-}
-
-/// The node certificate (127.0.0.1 and `node1`), new or replacing the one there.
-fn issue_node(dir: &Path, overwrite: bool) {
-    let (c, k) = pki::cert_paths(dir, "node");
-    pki::issue(
-        dir,
-        &Subject::Node {
-            name: "node1".into(),
-            dns: vec!["node1".into()],
-            ips: vec!["127.0.0.1".parse().unwrap()],
-        },
-        Validity::days(30),
-        &c,
-        &k,
-        overwrite,
-    )
-    .unwrap();
-}
-
 fn id(dir: &Path, name: &str) -> Identity {
-    let (c, k) = pki::cert_paths(dir, name);
-    Identity {
-        ca: dir.join("ca.pem"),
-        cert: Some(c),
-        key: Some(k),
-    }
+    mini_e2e::identity(dir, name)
 }
 
 fn start(dir: &Path) -> Node {
-    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
-    Node::start_with(vec![
-        "--tls-cert".into(),
-        p("node.pem"),
-        "--tls-key".into(),
-        p("node-key.pem"),
-        "--tls-ca".into(),
-        p("ca.pem"),
-        "--tls-crl".into(),
-        p("crl.pem"),
-    ])
+    mini_e2e::start_in_cluster(dir, &[])
 }
 
 #[test]
@@ -274,8 +219,12 @@ fn ps_and_nodes_look_across_nodes() {
         "{}",
         stdout(&out)
     );
-    // A command on one container refuses several nodes instead of guessing.
-    let out = a.ctl_as(&id(dir, "ops"), &both, &["stop", "on-a"]);
+    // A command on one container finds the node that holds it.
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["stop", "-t", "0", "on-b"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(b.inspect("on-b")["State"]["Status"], "exited");
+    // A command that shows one node's stream refuses several instead of guessing.
+    let out = a.ctl_as(&id(dir, "ops"), &both, &["events"]);
     assert_eq!(out.status.code(), Some(125));
     assert!(
         stderr(&out).contains("acts on one node"),
