@@ -1,8 +1,8 @@
 //! Run reports: what a replay measured, written as `report.json` (deterministic: the same
 //! inputs and seed give the same bytes), `timeseries.csv` (one row per event time) and
 //! `timings.json` (wall-clock figures, kept apart so they cannot break that determinism);
-//! for fill mode `fill.json` and `fill.csv` (one row per step of offered load); and the
-//! terminal summary tables.
+//! for fill mode `fill.json` and `fill.csv` (one row per step of offered load); for
+//! compaction `compact.json`; and the terminal summary tables.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::policy::{ExternalError, Node, Policy};
+use crate::sim::compact::{self, CompactOptions, CompactOutcome, Snapshot};
 use crate::sim::fill::{self, Basis, FillOptions, FillRow};
 use crate::sim::{self, Metrics, Options, Sample};
 use crate::trace::{Malformed, TaskSpec};
@@ -155,10 +156,7 @@ pub fn fill_run(
 
 /// Writes `fill.json` and `fill.csv` into `dir` (created if needed).
 pub fn write_fill(dir: &Path, r: &FillReport) -> Result<(), ReportError> {
-    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    ensure_dir(dir)?;
     let p = dir.join("fill.json");
     write(p.clone(), &json(&p, r)?)?;
     write(dir.join("fill.csv"), fill::fill_csv(&r.rows).as_bytes())
@@ -218,6 +216,13 @@ pub enum ReportError {
     },
 }
 
+fn ensure_dir(dir: &Path) -> Result<(), ReportError> {
+    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 fn write(path: PathBuf, bytes: &[u8]) -> Result<(), ReportError> {
     fs::write(&path, bytes).map_err(|source| ReportError::Write { path, source })
 }
@@ -233,10 +238,7 @@ fn json<T: Serialize>(path: &Path, v: &T) -> Result<Vec<u8>, ReportError> {
 
 /// Writes `report.json`, `timeseries.csv` and `timings.json` into `dir` (created if needed).
 pub fn write_run(dir: &Path, run: &Run, timings: &Timings) -> Result<(), ReportError> {
-    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    ensure_dir(dir)?;
     let p = dir.join("report.json");
     write(p.clone(), &json(&p, &run.report)?)?;
     write(
@@ -261,10 +263,7 @@ pub fn placements_csv(tasks: &[TaskSpec], nodes: &[Node], placements: &[Option<u
 
 /// Writes `placements.csv` (see [`placements_csv`]) into `dir` (created if needed).
 pub fn write_placements(dir: &Path, csv: &str) -> Result<(), ReportError> {
-    fs::create_dir_all(dir).map_err(|source| ReportError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    ensure_dir(dir)?;
     write(dir.join("placements.csv"), csv.as_bytes())
 }
 
@@ -332,11 +331,17 @@ pub fn table(runs: &[(&Report, &Timings)]) -> String {
             format!("{:.0}", t.decisions_per_second),
         ]);
     }
-    let widths: Vec<usize> = (0..head.len())
+    align(&rows)
+}
+
+/// Rows of cells as aligned text: the first column left-aligned, the others right-aligned.
+fn align(rows: &[Vec<String>]) -> String {
+    let cols = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..cols)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
-    for r in &rows {
+    for r in rows {
         let line: Vec<String> = r
             .iter()
             .enumerate()
@@ -349,6 +354,88 @@ pub fn table(runs: &[(&Report, &Timings)]) -> String {
             })
             .collect();
         let _ = writeln!(out, "{}", line.join("  ").trim_end());
+    }
+    out
+}
+
+/// The deterministic report of one compaction (`compact.json`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CompactReport {
+    pub policy: String,
+    /// For `exec:` policies, the program as given (absent for presets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
+    pub seed: u64,
+    pub inputs: Inputs,
+    pub snapshot: Snapshot,
+    /// The trace time the snapshot was taken at (absent for `all`).
+    pub snapshot_time: Option<u64>,
+    pub permutations: usize,
+    pub malformed_lines: usize,
+    #[serde(flatten)]
+    pub outcome: CompactOutcome,
+}
+
+/// Compacts `nodes` for the `which` snapshot of `tasks` under `policy` (FGD's target workload
+/// is the snapshot). Fails only when an external policy program fails.
+pub fn compact_run(
+    nodes: &[Node],
+    tasks: &[TaskSpec],
+    policy: &Policy,
+    inputs: Inputs,
+    malformed: &[Malformed],
+    which: Snapshot,
+    o: &CompactOptions,
+) -> Result<CompactReport, ExternalError> {
+    let (snapshot_time, snap) = compact::snapshot(tasks, which);
+    let make = |seed| policy.build(seed, snap.iter());
+    let outcome = compact::compact(nodes, &snap, o, &make)?;
+    Ok(CompactReport {
+        policy: policy.name().to_string(),
+        program: program(policy),
+        seed: o.seed,
+        inputs,
+        snapshot: which,
+        snapshot_time,
+        permutations: o.permutations,
+        malformed_lines: malformed.len(),
+        outcome,
+    })
+}
+
+/// Writes `compact.json` into `dir` (created if needed).
+pub fn write_compact(dir: &Path, r: &CompactReport) -> Result<(), ReportError> {
+    ensure_dir(dir)?;
+    let p = dir.join("compact.json");
+    write(p.clone(), &json(&p, r)?)
+}
+
+/// Compactions side by side, one row per policy; `wall` (seconds) per row when given.
+pub fn compact_table(rs: &[(&CompactReport, f64)]) -> String {
+    let head = [
+        "policy", "tasks", "nodes", "fits", "min", "median", "max", "median %", "wall s",
+    ];
+    let mut rows: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
+    let opt = |x: Option<usize>| x.map_or("-".to_string(), |v| v.to_string());
+    for (r, wall) in rs {
+        let o = &r.outcome;
+        rows.push(vec![
+            r.policy.clone(),
+            o.tasks.to_string(),
+            o.nodes.to_string(),
+            if o.fits_all { "yes" } else { "no" }.into(),
+            opt(o.min),
+            opt(o.median),
+            opt(o.max),
+            o.median.map_or("-".into(), |m| {
+                format!("{:.1}%", 100.0 * m as f64 / o.nodes.max(1) as f64)
+            }),
+            format!("{wall:.2}"),
+        ]);
+    }
+    let mut out = align(&rows);
+    if rs.iter().any(|(r, _)| !r.outcome.fits_all) {
+        out.push_str("fits no: even every node cannot place the whole snapshot under that policy; nothing to compact\n");
     }
     out
 }

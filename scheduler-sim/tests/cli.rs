@@ -278,3 +278,76 @@ fn synthetic_runs_fill_and_failures_end_to_end() {
     assert!(!r.status.success());
     assert!(String::from_utf8_lossy(&r.stderr).contains("no node named \"nope\""));
 }
+
+#[test]
+fn compact_reports_the_fewest_nodes_per_policy_repeatably() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().to_str().unwrap();
+    write_trace(tmp.path());
+    let nodes = format!("{d}/nodes.csv");
+    let pods = format!("{d}/pods.csv");
+    let compact = |out: &str, snapshot: &str| {
+        minisim(&[
+            "compact",
+            "--policies",
+            "binpack,spread",
+            "--snapshot",
+            snapshot,
+            "--trace",
+            "openb",
+            "--nodes",
+            &nodes,
+            "--pods",
+            &pods,
+            "--seed",
+            "4",
+            "--out",
+            out,
+        ])
+    };
+    let r = compact(&format!("{d}/a"), "500");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let stdout = String::from_utf8_lossy(&r.stdout);
+    assert!(stdout.starts_with("compaction of "), "{stdout}");
+    let first_col: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(&first_col[..3], ["policy", "binpack", "spread"], "{stdout}");
+    let rep: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{d}/a/binpack/compact.json")).unwrap()).unwrap();
+    assert_eq!(rep["fits_all"], true);
+    assert_eq!(rep["permutations"], 11);
+    assert_eq!(rep["per_permutation"].as_array().unwrap().len(), 11);
+    let (min, max) = (rep["min"].as_u64().unwrap(), rep["max"].as_u64().unwrap());
+    assert!(0 < min && min <= max && max < 40, "{rep}");
+    // The same seed gives the same bytes.
+    assert!(compact(&format!("{d}/b"), "500").status.success());
+    for p in ["binpack", "spread"] {
+        assert_eq!(
+            fs::read(format!("{d}/a/{p}/compact.json")).unwrap(),
+            fs::read(format!("{d}/b/{p}/compact.json")).unwrap()
+        );
+    }
+    // A snapshot that cannot fit is said so, not searched.
+    let r = compact(&format!("{d}/c"), "all");
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let rep: serde_json::Value =
+        serde_json::from_slice(&fs::read(format!("{d}/c/binpack/compact.json")).unwrap()).unwrap();
+    assert_eq!(rep["tasks"], 400);
+    assert_eq!(rep["fits_all"], false, "{rep}");
+    assert!(rep["median"].is_null());
+    // Flags that do not apply are refused.
+    let r = minisim(&[
+        "compact",
+        "--policies",
+        "binpack",
+        "--synthetic",
+        "nodes=5,tasks=10,seed=1",
+        "--fail-rate",
+        "per_node_per_hour=1",
+    ]);
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("do not apply"));
+}

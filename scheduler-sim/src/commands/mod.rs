@@ -1,6 +1,7 @@
 //! Argument parsing shared by the subcommands, and the work they share: loading a trace and
 //! running one policy over it with wall-clock timing (the only clock in minisim).
 
+mod compact;
 mod compare;
 mod run;
 
@@ -36,6 +37,9 @@ pub enum Command {
     Run(run::RunCmd),
     /// Replay a trace under several policies and print them side by side.
     Compare(compare::CompareCmd),
+    /// Borg-style cell compaction: the fewest nodes that still fit a snapshot of the
+    /// workload, per policy, over random node orders.
+    Compact(compact::CompactCmd),
 }
 
 impl Command {
@@ -43,6 +47,7 @@ impl Command {
         match self {
             Command::Run(c) => c.run(),
             Command::Compare(c) => c.run(),
+            Command::Compact(c) => c.run(),
         }
     }
 }

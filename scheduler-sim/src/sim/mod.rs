@@ -35,6 +35,7 @@ use crate::policy::{Allocation, Node, Resources, Stack, Task, GPU_MILLI};
 use crate::rng::Rng;
 use crate::trace::TaskSpec;
 
+pub mod compact;
 pub mod fill;
 
 /// One node outage: node `node` (an index) goes down at `at` and, with `duration`, comes back
