@@ -8,12 +8,13 @@
 //!   nodes and timed tasks, reporting malformed lines with file and line number.
 //! - [`sim`] replays timed tasks through a policy on a virtual clock and measures the result.
 //! - [`synth`] generates seeded synthetic clusters and Poisson workloads.
-//! - [`report`] writes a run's report, time series and timings to disk and renders the
-//!   terminal tables; it is the only module here besides [`trace`] that touches files.
+//! - [`report`] writes a run's report, time series, timings and plots ([`plot`]) to disk and
+//!   renders the terminal tables; it is the only module here besides [`trace`] that touches files.
 //!
 //! The split follows Nomad's scheduler design (ideas only): feasibility and ranking are
 //! separate stages and every placement can say why each node was rejected or how it ranked.
 
+pub mod plot;
 pub mod policy;
 pub mod report;
 pub mod rng;

@@ -2,7 +2,8 @@
 //! inputs and seed give the same bytes), `timeseries.csv` (one row per event time) and
 //! `timings.json` (wall-clock figures, kept apart so they cannot break that determinism);
 //! for fill mode `fill.json` and `fill.csv` (one row per step of offered load); for
-//! compaction `compact.json`; and the terminal summary tables.
+//! compaction `compact.json`; SVG plots of each ([`crate::plot`]); and the terminal summary
+//! tables.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::plot::{time_unit, Chart, Series, YAxis};
 use crate::policy::{ExternalError, Node, Policy};
 use crate::sim::compact::{self, CompactOptions, CompactOutcome, Snapshot};
 use crate::sim::fill::{self, Basis, FillOptions, FillRow};
@@ -159,7 +161,8 @@ pub fn write_fill(dir: &Path, r: &FillReport) -> Result<(), ReportError> {
     ensure_dir(dir)?;
     let p = dir.join("fill.json");
     write(p.clone(), &json(&p, r)?)?;
-    write(dir.join("fill.csv"), fill::fill_csv(&r.rows).as_bytes())
+    write(dir.join("fill.csv"), fill::fill_csv(&r.rows).as_bytes())?;
+    write_charts(dir, &fill_charts(r))
 }
 
 /// A terminal table of a fill: one line per row.
@@ -247,7 +250,234 @@ pub fn write_run(dir: &Path, run: &Run, timings: &Timings) -> Result<(), ReportE
     )?;
     let p = dir.join("timings.json");
     write(p.clone(), &json(&p, timings)?)?;
+    write_charts(dir, &run_charts(run))
+}
+
+fn write_charts(dir: &Path, charts: &[(&str, Chart)]) -> Result<(), ReportError> {
+    for (file, c) in charts {
+        write(dir.join(file), c.svg().as_bytes())?;
+    }
     Ok(())
+}
+
+/// Whether a run's cluster has GPUs (some sample shows GPUs free or allocated).
+fn has_gpus(series: &[Sample]) -> bool {
+    series
+        .iter()
+        .any(|x| x.gpu_unallocated > 0.0 || x.gpu_alloc > 0.0)
+}
+
+/// One series of a run's samples against time in `unit` seconds.
+fn over_time(name: &str, series: &[Sample], unit: f64, f: impl Fn(&Sample) -> f64) -> Series {
+    Series {
+        name: name.to_string(),
+        points: series
+            .iter()
+            .map(|x| (x.time as f64 / unit, f(x)))
+            .collect(),
+    }
+}
+
+fn span(series: &[Sample]) -> f64 {
+    match (series.first(), series.last()) {
+        (Some(a), Some(b)) => b.time.saturating_sub(a.time) as f64,
+        _ => 0.0,
+    }
+}
+
+/// The plots of one run: `allocation.svg` (CPU, memory, GPU shares over time), `tasks.svg`
+/// (running, pending, nodes in use) and, with GPUs, `gpu_fragmentation.svg` (unallocated and
+/// fragmented GPUs, FGD's measure).
+pub fn run_charts(run: &Run) -> Vec<(&'static str, Chart)> {
+    let s = &run.series;
+    let policy = &run.report.policy;
+    let (unit, x_label) = time_unit(span(s));
+    let gpus = has_gpus(s);
+    let mut alloc = vec![
+        over_time("CPU", s, unit, |x| x.cpu_alloc),
+        over_time("memory", s, unit, |x| x.mem_alloc),
+    ];
+    if gpus {
+        alloc.push(over_time("GPU", s, unit, |x| x.gpu_alloc));
+    }
+    let mut charts = vec![
+        (
+            "allocation.svg",
+            Chart {
+                title: format!("Allocated share of the cluster — {policy}"),
+                x_label: x_label.into(),
+                y_label: "allocated".into(),
+                y: YAxis::Percent,
+                series: alloc,
+            },
+        ),
+        (
+            "tasks.svg",
+            Chart {
+                title: format!("Tasks and nodes — {policy}"),
+                x_label: x_label.into(),
+                y_label: "count".into(),
+                y: YAxis::Count,
+                series: vec![
+                    over_time("running", s, unit, |x| x.running as f64),
+                    over_time("pending", s, unit, |x| x.pending as f64),
+                    over_time("nodes in use", s, unit, |x| x.nodes_in_use as f64),
+                ],
+            },
+        ),
+    ];
+    if gpus {
+        charts.push((
+            "gpu_fragmentation.svg",
+            Chart {
+                title: format!("Unallocated and fragmented GPUs — {policy}"),
+                x_label: x_label.into(),
+                y_label: "GPUs".into(),
+                y: YAxis::Count,
+                series: vec![
+                    over_time("unallocated", s, unit, |x| x.gpu_unallocated),
+                    over_time("fragmented", s, unit, |x| x.gpu_fragmented),
+                ],
+            },
+        ));
+    }
+    charts
+}
+
+/// Policies side by side, one line each: `cpu.svg`, `memory.svg`, `pending.svg`,
+/// `nodes_in_use.svg` and, with GPUs, `gpu.svg` and `gpu_fragmented.svg`.
+pub fn compare_charts(runs: &[&Run]) -> Vec<(&'static str, Chart)> {
+    let longest = runs.iter().map(|r| span(&r.series)).fold(0.0, f64::max);
+    let (unit, x_label) = time_unit(longest);
+    let gpus = runs.iter().any(|r| has_gpus(&r.series));
+    let each = |f: &dyn Fn(&Sample) -> f64| -> Vec<Series> {
+        runs.iter()
+            .map(|r| over_time(&r.report.policy, &r.series, unit, f))
+            .collect()
+    };
+    let chart = |title: &str, y_label: &str, y: YAxis, series: Vec<Series>| Chart {
+        title: title.to_string(),
+        x_label: x_label.to_string(),
+        y_label: y_label.to_string(),
+        y,
+        series,
+    };
+    let mut charts = vec![
+        (
+            "cpu.svg",
+            chart(
+                "Allocated CPU share",
+                "allocated",
+                YAxis::Percent,
+                each(&|x| x.cpu_alloc),
+            ),
+        ),
+        (
+            "memory.svg",
+            chart(
+                "Allocated memory share",
+                "allocated",
+                YAxis::Percent,
+                each(&|x| x.mem_alloc),
+            ),
+        ),
+        (
+            "pending.svg",
+            chart(
+                "Pending tasks",
+                "tasks",
+                YAxis::Count,
+                each(&|x| x.pending as f64),
+            ),
+        ),
+        (
+            "nodes_in_use.svg",
+            chart(
+                "Nodes in use",
+                "nodes",
+                YAxis::Count,
+                each(&|x| x.nodes_in_use as f64),
+            ),
+        ),
+    ];
+    if gpus {
+        charts.push((
+            "gpu.svg",
+            chart(
+                "Allocated GPU share",
+                "allocated",
+                YAxis::Percent,
+                each(&|x| x.gpu_alloc),
+            ),
+        ));
+        charts.push((
+            "gpu_fragmented.svg",
+            chart(
+                "Fragmented GPUs (FGD's measure)",
+                "GPUs",
+                YAxis::Count,
+                each(&|x| x.gpu_fragmented),
+            ),
+        ));
+    }
+    charts
+}
+
+/// Writes [`compare_charts`] into `dir` (created if needed).
+pub fn write_compare(dir: &Path, runs: &[&Run]) -> Result<(), ReportError> {
+    ensure_dir(dir)?;
+    write_charts(dir, &compare_charts(runs))
+}
+
+/// A fill's plots against offered load: `fill.svg` (allocated shares) and, with GPUs,
+/// `fill_gpu.svg` (unallocated and fragmented GPUs).
+pub fn fill_charts(r: &FillReport) -> Vec<(&'static str, Chart)> {
+    let basis = match r.basis {
+        Basis::Gpu => "GPU",
+        Basis::Cpu => "CPU",
+    };
+    let x_label = format!("offered load (% of {basis} capacity)");
+    let line = |name: &str, f: &dyn Fn(&FillRow) -> f64| Series {
+        name: name.to_string(),
+        points: r.rows.iter().map(|x| (x.offered * 100.0, f(x))).collect(),
+    };
+    let gpus = r
+        .rows
+        .iter()
+        .any(|x| x.gpu_unallocated > 0.0 || x.gpu_alloc > 0.0);
+    let mut alloc = vec![
+        line("CPU", &|x| x.cpu_alloc),
+        line("memory", &|x| x.mem_alloc),
+    ];
+    if gpus {
+        alloc.push(line("GPU", &|x| x.gpu_alloc));
+    }
+    let mut charts = vec![(
+        "fill.svg",
+        Chart {
+            title: format!("Allocated share as load is offered — {}", r.policy),
+            x_label: x_label.clone(),
+            y_label: "allocated".into(),
+            y: YAxis::Percent,
+            series: alloc,
+        },
+    )];
+    if gpus {
+        charts.push((
+            "fill_gpu.svg",
+            Chart {
+                title: format!("Unallocated and fragmented GPUs — {}", r.policy),
+                x_label,
+                y_label: "GPUs".into(),
+                y: YAxis::Count,
+                series: vec![
+                    line("unallocated", &|x| x.gpu_unallocated),
+                    line("fragmented", &|x| x.gpu_fragmented),
+                ],
+            },
+        ));
+    }
+    charts
 }
 
 /// Per task in trace order, the node of its first placement (empty when never placed), as

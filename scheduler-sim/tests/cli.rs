@@ -95,7 +95,13 @@ fn same_seed_gives_byte_identical_reports() {
                 "{stdout}"
             );
         }
-        for f in ["report.json", "timeseries.csv"] {
+        for f in [
+            "report.json",
+            "timeseries.csv",
+            "allocation.svg",
+            "tasks.svg",
+            "gpu_fragmentation.svg",
+        ] {
             let a = fs::read(format!("{}/{f}", outs[0])).unwrap();
             let b = fs::read(format!("{}/{f}", outs[1])).unwrap();
             assert!(!a.is_empty());
@@ -154,6 +160,25 @@ fn compare_writes_one_directory_per_policy_and_names_them() {
             serde_json::from_slice(&fs::read(format!("{out}/{p}/report.json")).unwrap()).unwrap();
         assert_eq!(rep["policy"], p);
         assert_eq!(rep["metrics"]["tasks"], 400);
+    }
+    // The side-by-side plots: one line and one legend entry per policy.
+    for f in [
+        "cpu",
+        "memory",
+        "pending",
+        "nodes_in_use",
+        "gpu",
+        "gpu_fragmented",
+    ] {
+        let svg = fs::read_to_string(format!("{out}/{f}.svg")).unwrap();
+        assert!(
+            svg.starts_with("<svg ") && svg.trim_end().ends_with("</svg>"),
+            "{f}"
+        );
+        assert_eq!(svg.matches("<polyline").count(), 4, "{f}");
+        for p in ["first-fit", "binpack", "spread", "fgd"] {
+            assert!(svg.contains(&format!(">{p}</text>")), "{f} lacks {p}");
+        }
     }
 }
 
@@ -256,6 +281,8 @@ fn synthetic_runs_fill_and_failures_end_to_end() {
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let csv = fs::read_to_string(format!("{d}/fill/fill.csv")).unwrap();
     assert!(csv.starts_with("offered,drawn,placed,failed"), "{csv}");
+    let svg = fs::read_to_string(format!("{d}/fill/fill.svg")).unwrap();
+    assert!(svg.contains("offered load (% of"), "{svg}");
     assert!(
         csv.lines().nth(1).is_some_and(|l| l.starts_with("0.1")),
         "{csv}"

@@ -1,6 +1,7 @@
 //! `minisim compare`: several policies over the same trace, one thread each (std threads, a
 //! scope so they borrow the loaded workload), printed side by side in the order given.
 
+use anyhow::Context as _;
 use clap::Args;
 use minisim::policy::Policy;
 use minisim::report;
@@ -58,7 +59,13 @@ impl CompareCmd {
         let rows: Vec<_> = results.iter().map(|(r, t)| (&r.report, t)).collect();
         super::say(&report::table(&rows));
         if let Some(o) = out {
-            super::say(&format!("wrote {}/<policy>/\n", o.display()));
+            let runs: Vec<_> = results.iter().map(|(r, _)| r).collect();
+            report::write_compare(o, &runs).context("writing the comparison plots")?;
+            super::say(&format!(
+                "wrote {}/<policy>/ and the side-by-side plots {}/*.svg\n",
+                o.display(),
+                o.display()
+            ));
         }
         Ok(())
     }
