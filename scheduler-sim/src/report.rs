@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::plot::{time_unit, Chart, Series, YAxis};
-use crate::policy::{ExternalError, Node, Policy};
+use crate::policy::{Examine, ExternalError, Node, Policy};
 use crate::sim::compact::{self, CompactOptions, CompactOutcome, Snapshot};
 use crate::sim::fill::{self, Basis, FillOptions, FillRow};
 use crate::sim::{self, Metrics, Options, Sample};
@@ -41,6 +41,8 @@ pub struct Report {
     pub filters: Vec<&'static str>,
     pub scorers: Vec<(&'static str, f64)>,
     pub sample: Option<usize>,
+    /// The examine cap (`all` unless `--examine` set one).
+    pub examine: Examine,
     pub malformed_lines: usize,
     pub malformed_examples: Vec<String>,
     pub metrics: Metrics,
@@ -75,7 +77,10 @@ pub fn replay(
     malformed: &[Malformed],
     opts: Options,
 ) -> Result<Run, ExternalError> {
-    let mut stack = policy.build(seed, tasks.iter().map(|t| &t.task))?;
+    let mut stack = policy
+        .build(seed, tasks.iter().map(|t| &t.task))?
+        .with_examine(opts.examine);
+    let examine = stack.examine();
     let (filters, scorers, sample) = stack.describe();
     let outcome = sim::run_with(nodes.to_vec(), tasks, &mut stack, opts);
     if let Some(e) = stack.error() {
@@ -90,6 +95,7 @@ pub fn replay(
             filters,
             scorers,
             sample,
+            examine,
             malformed_lines: malformed.len(),
             malformed_examples: malformed
                 .iter()
@@ -138,7 +144,7 @@ pub fn fill_run(
     o: &FillOptions,
 ) -> Result<FillReport, ExternalError> {
     let mix: Vec<_> = tasks.iter().map(|t| t.task.clone()).collect();
-    let mut stack = policy.build(o.seed, mix.iter())?;
+    let mut stack = policy.build(o.seed, mix.iter())?.with_examine(o.examine);
     let out = fill::fill(nodes.to_vec(), &mix, &mut stack, o);
     if let Some(e) = stack.error() {
         return Err(e.clone());
@@ -618,7 +624,11 @@ pub fn compact_run(
     o: &CompactOptions,
 ) -> Result<CompactReport, ExternalError> {
     let (snapshot_time, snap) = compact::snapshot(tasks, which);
-    let make = |seed| policy.build(seed, snap.iter());
+    let make = |seed| {
+        policy
+            .build(seed, snap.iter())
+            .map(|s| s.with_examine(o.examine))
+    };
     let outcome = compact::compact(nodes, &snap, o, &make)?;
     Ok(CompactReport {
         policy: policy.name().to_string(),

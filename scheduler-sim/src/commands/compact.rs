@@ -40,6 +40,7 @@ impl CompactCmd {
             seed: self.trace.seed,
             permutations: self.permutations as usize,
             threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            examine: self.trace.examine,
         };
         let mut reports = Vec::new();
         for p in &self.policies {

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use minisim::policy::{Node, Policy};
+use minisim::policy::{Examine, Node, Policy};
 use minisim::report::{self, Inputs, Run, Timings};
 use minisim::sim::{self, NodeFailure, Options};
 use minisim::synth::{self, SynthSpec};
@@ -85,6 +85,11 @@ pub struct TraceArgs {
     /// Seed for every random choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Feasible nodes a decision looks for before scoring: all, auto (kube-scheduler's
+    /// percentageOfNodesToScore formula) or a number; filtering resumes round robin where the
+    /// previous decision stopped.
+    #[arg(long, default_value = "all")]
+    pub examine: Examine,
     /// Directory for report.json, timeseries.csv and timings.json.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -238,6 +243,7 @@ impl TraceArgs {
         Ok(Options {
             failures,
             frag_workload: None,
+            examine: self.examine,
         })
     }
 

@@ -38,6 +38,7 @@ impl RunCmd {
                 seed: self.trace.seed,
                 max_consecutive_failures: self.fill_failures.max(1),
                 step_percent: self.fill_step,
+                examine: self.trace.examine,
                 ..FillOptions::default()
             };
             let r = report::fill_run(

@@ -26,5 +26,5 @@ pub use resources::{
     Allocation, Node, Resources, Task, GPU_MILLI, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB,
 };
 pub use score::Scorer;
-pub use stack::{Chooser, Decision, NodeExplanation, Stack, Verdict};
+pub use stack::{Chooser, Decision, Examine, NodeExplanation, Stack, Verdict};
 pub use taint::{Effect, Taint, TaintParseError, Toleration};

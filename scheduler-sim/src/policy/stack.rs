@@ -7,6 +7,12 @@
 //! explanation is asked for, filtering stops there. Ties in the weighted score go to the
 //! lowest node index, so a decision depends only on the nodes, the task and the seed.
 //!
+//! An optional *examine cap* bounds the work per decision the way kube-scheduler's
+//! `percentageOfNodesToScore` does: filtering starts where the previous decision stopped
+//! (round robin over the node list) and stops once the cap's number of feasible nodes is found;
+//! only those are scored. [`Examine::Adaptive`] is kube-scheduler's default formula. The cap
+//! does not apply to first-fit or to a chooser (they see every feasible node).
+//!
 //! A [`Chooser`] (an external policy program, [`super::external`]) replaces scoring and
 //! sampling: the filters still run, and the chooser picks among the feasible nodes. A chooser
 //! that fails leaves the stack [`Stack::failed`]: every later decision places nothing without
@@ -60,6 +66,51 @@ pub struct Decision {
     pub explanation: Vec<NodeExplanation>,
 }
 
+/// How many feasible nodes a decision looks for before it scores.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Examine {
+    /// Every node is filtered and every feasible node scored.
+    #[default]
+    All,
+    /// Stop after this many feasible nodes.
+    Count(usize),
+    /// kube-scheduler's default: all nodes below 100; else `max(5, 50 - nodes/125)` percent of
+    /// the nodes, at least 100.
+    Adaptive,
+}
+
+impl Examine {
+    /// The number of feasible nodes to find among `n`; `None` for no cap.
+    pub fn cap(self, n: usize) -> Option<usize> {
+        match self {
+            Examine::All => None,
+            Examine::Count(k) => Some(k.max(1)),
+            Examine::Adaptive if n < 100 => None,
+            Examine::Adaptive => {
+                let pct = 50usize.saturating_sub(n / 125).max(5);
+                Some((n * pct / 100).max(100))
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for Examine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(Examine::All),
+            "auto" | "adaptive" => Ok(Examine::Adaptive),
+            n => match n.parse::<usize>() {
+                Ok(k) if k > 0 => Ok(Examine::Count(k)),
+                _ => Err(format!(
+                    "{s:?} is not all, auto, or a number of feasible nodes > 0"
+                )),
+            },
+        }
+    }
+}
+
 /// A scorer with its weight.
 pub struct Weighted {
     pub weight: f64,
@@ -85,6 +136,9 @@ pub struct Stack {
     filters: Vec<Box<dyn Filter>>,
     scorers: Vec<Weighted>,
     sample: Option<usize>,
+    examine: Examine,
+    /// Where the next capped decision starts filtering.
+    next_start: usize,
     chooser: Option<Box<dyn Chooser>>,
     error: Option<ExternalError>,
     rng: Rng,
@@ -99,6 +153,8 @@ impl Stack {
             filters,
             scorers: Vec::new(),
             sample: None,
+            examine: Examine::All,
+            next_start: 0,
             chooser: None,
             error: None,
             rng: Rng::new(seed),
@@ -119,6 +175,17 @@ impl Stack {
     pub fn with_sample(mut self, k: usize) -> Self {
         self.sample = Some(k.max(1));
         self
+    }
+
+    /// Caps the feasible nodes a decision looks for (see the module documentation).
+    pub fn with_examine(mut self, e: Examine) -> Self {
+        self.examine = e;
+        self
+    }
+
+    /// The examine cap in force.
+    pub fn examine(&self) -> Examine {
+        self.examine
     }
 
     /// Lets `chooser` pick among the feasible nodes; scorers and sampling are then unused.
@@ -176,6 +243,48 @@ impl Stack {
         self.filters.iter().all(|f| f.check(node, task).is_ok())
     }
 
+    /// Filters round robin from `next_start` until `cap` feasible nodes are found (sorted into
+    /// `feasible`); with explanations, every node gets an entry in node order.
+    fn filter_capped(
+        &mut self,
+        nodes: &[Node],
+        task: &Task,
+        cap: usize,
+        feasible: &mut Vec<usize>,
+        d: &mut Decision,
+    ) {
+        let n = nodes.len();
+        if self.explain {
+            d.explanation = nodes
+                .iter()
+                .enumerate()
+                .map(|(i, node)| NodeExplanation {
+                    node: i,
+                    name: node.name.clone(),
+                    verdict: Verdict::NotExamined,
+                })
+                .collect();
+        }
+        let start = if n == 0 { 0 } else { self.next_start % n };
+        let mut examined = 0;
+        while examined < n && feasible.len() < cap {
+            let i = (start + examined) % n;
+            examined += 1;
+            match self.reject(&nodes[i], task) {
+                Some((filter, reason)) if self.explain => {
+                    d.explanation[i].verdict = Verdict::Rejected {
+                        filter,
+                        reason: reason.describe(&nodes[i], task),
+                    };
+                }
+                Some(_) => {}
+                None => feasible.push(i),
+            }
+        }
+        self.next_start = if n == 0 { 0 } else { (start + examined) % n };
+        feasible.sort_unstable();
+    }
+
     /// Chooses a node for `task`. Does not change the nodes; the caller allocates.
     pub fn place(&mut self, nodes: &[Node], task: &Task) -> Decision {
         let mut d = Decision::default();
@@ -185,31 +294,40 @@ impl Stack {
         let mut feasible = std::mem::take(&mut self.feasible_buf);
         feasible.clear();
         let first_fit = self.scorers.is_empty() && self.sample.is_none() && self.chooser.is_none();
-        for (i, node) in nodes.iter().enumerate() {
-            match self.reject(node, task) {
-                Some((filter, reason)) => {
-                    if self.explain {
-                        d.explanation.push(NodeExplanation {
-                            node: i,
-                            name: node.name.clone(),
-                            verdict: Verdict::Rejected {
-                                filter,
-                                reason: reason.describe(node, task),
-                            },
-                        });
+        let cap = if first_fit || self.chooser.is_some() {
+            None
+        } else {
+            self.examine.cap(nodes.len())
+        };
+        if let Some(cap) = cap {
+            self.filter_capped(nodes, task, cap, &mut feasible, &mut d);
+        } else {
+            for (i, node) in nodes.iter().enumerate() {
+                match self.reject(node, task) {
+                    Some((filter, reason)) => {
+                        if self.explain {
+                            d.explanation.push(NodeExplanation {
+                                node: i,
+                                name: node.name.clone(),
+                                verdict: Verdict::Rejected {
+                                    filter,
+                                    reason: reason.describe(node, task),
+                                },
+                            });
+                        }
                     }
-                }
-                None => {
-                    feasible.push(i);
-                    if self.explain {
-                        d.explanation.push(NodeExplanation {
-                            node: i,
-                            name: node.name.clone(),
-                            verdict: Verdict::NotExamined,
-                        });
-                    }
-                    if first_fit && !self.explain {
-                        break;
+                    None => {
+                        feasible.push(i);
+                        if self.explain {
+                            d.explanation.push(NodeExplanation {
+                                node: i,
+                                name: node.name.clone(),
+                                verdict: Verdict::NotExamined,
+                            });
+                        }
+                        if first_fit && !self.explain {
+                            break;
+                        }
                     }
                 }
             }
@@ -438,5 +556,58 @@ mod tests {
         // After a failure nothing is placed and the chooser is not asked again.
         assert_eq!(s.place(&nodes(), &t).node, None);
         assert_eq!(*offered.lock().unwrap(), vec![vec![2, 3, 4]; 3]);
+    }
+
+    #[test]
+    fn an_examine_cap_filters_round_robin_and_scores_only_what_it_found() {
+        let nodes: Vec<Node> = (0..10)
+            .map(|i| Node::new(format!("n{i}"), 4000 + 100 * i, 4096, 0, None))
+            .collect();
+        let t = Task::new("t", 100, 1);
+        let mut s = Stack::new(default_filters(), 0)
+            .with_scorer(1.0, Box::new(LeastAllocated))
+            .with_examine(Examine::Count(3))
+            .with_explain(true);
+        // Nodes 0..3 are found first; the largest of them (n2) wins.
+        let d = s.place(&nodes, &t);
+        assert_eq!((d.node, d.feasible), (Some(2), 3));
+        let scored: Vec<usize> = d
+            .explanation
+            .iter()
+            .filter(|e| matches!(e.verdict, Verdict::Scored { .. }))
+            .map(|e| e.node)
+            .collect();
+        assert_eq!(scored, vec![0, 1, 2]);
+        assert_eq!(d.explanation.len(), 10, "every node has an entry");
+        // The next decision starts at n3; wrapping round from n9 to n0.
+        assert_eq!(s.place(&nodes, &t).node, Some(5));
+        assert_eq!(s.place(&nodes, &t).node, Some(8));
+        assert_eq!(s.place(&nodes, &t).node, Some(9), "n9, n0, n1 examined");
+        // A node the filters reject does not count towards the cap.
+        let mut full = nodes.clone();
+        full[3].ready = false;
+        let mut s = Stack::new(default_filters(), 0)
+            .with_scorer(1.0, Box::new(LeastAllocated))
+            .with_examine(Examine::Count(3));
+        s.place(&full, &t);
+        let d = s.place(&full, &t);
+        assert_eq!(
+            (d.node, d.feasible),
+            (Some(6), 3),
+            "n4, n5 and n6 (n3 is down)"
+        );
+    }
+
+    #[test]
+    fn the_adaptive_cap_is_kube_schedulers_formula() {
+        assert_eq!(Examine::Adaptive.cap(50), None);
+        assert_eq!(Examine::Adaptive.cap(500), Some(230));
+        assert_eq!(Examine::Adaptive.cap(5000), Some(500));
+        assert_eq!(Examine::Adaptive.cap(15000), Some(750));
+        assert_eq!(Examine::Adaptive.cap(150), Some(100));
+        assert_eq!(Examine::All.cap(5000), None);
+        assert_eq!("auto".parse(), Ok(Examine::Adaptive));
+        assert_eq!("64".parse(), Ok(Examine::Count(64)));
+        assert!("0".parse::<Examine>().is_err());
     }
 }

@@ -112,6 +112,8 @@ pub struct CompactOptions {
     pub permutations: usize,
     /// Worker threads (permutations are independent).
     pub threads: usize,
+    /// The examine cap the stacks are built with (the caller's `make` applies it).
+    pub examine: crate::policy::Examine,
 }
 
 /// What a compaction found.
@@ -301,6 +303,7 @@ mod tests {
             seed: 3,
             permutations: 5,
             threads: 2,
+            examine: Default::default(),
         };
         for p in [Preset::Binpack, Preset::FirstFit, Preset::Spread] {
             let make = |seed| Ok(p.build(seed, tasks.iter()));
@@ -326,6 +329,7 @@ mod tests {
             seed: 11,
             permutations: 11,
             threads: 3,
+            examine: Default::default(),
         };
         let make = |seed| Ok(Preset::Binpack.build(seed, tasks.iter()));
         let a = compact(&nodes, &tasks, &o, &make).unwrap();
@@ -346,6 +350,7 @@ mod tests {
             seed: 0,
             permutations: 3,
             threads: 1,
+            examine: Default::default(),
         };
         let r = compact(&nodes, &tasks, &o, &make).unwrap();
         assert!(!r.fits_all);

@@ -43,6 +43,8 @@ pub struct FillOptions {
     pub max_tasks: usize,
     /// Row spacing in percent of capacity.
     pub step_percent: u32,
+    /// The examine cap the stack is built with (the caller applies it).
+    pub examine: crate::policy::Examine,
 }
 
 impl Default for FillOptions {
@@ -52,6 +54,7 @@ impl Default for FillOptions {
             max_consecutive_failures: 100,
             max_tasks: 10_000_000,
             step_percent: 10,
+            examine: crate::policy::Examine::All,
         }
     }
 }
