@@ -267,17 +267,25 @@ impl Stack {
         }
         let start = if n == 0 { 0 } else { self.next_start % n };
         let mut examined = 0;
-        while examined < n && feasible.len() < cap {
-            let i = (start + examined) % n;
+        // From `start` to the end, then from 0 round to `start`.
+        for i in (start..n).chain(0..start) {
+            if feasible.len() >= cap {
+                break;
+            }
             examined += 1;
+            if !self.explain {
+                if self.feasible(&nodes[i], task) {
+                    feasible.push(i);
+                }
+                continue;
+            }
             match self.reject(&nodes[i], task) {
-                Some((filter, reason)) if self.explain => {
+                Some((filter, reason)) => {
                     d.explanation[i].verdict = Verdict::Rejected {
                         filter,
                         reason: reason.describe(&nodes[i], task),
                     };
                 }
-                Some(_) => {}
                 None => feasible.push(i),
             }
         }
@@ -301,6 +309,16 @@ impl Stack {
         };
         if let Some(cap) = cap {
             self.filter_capped(nodes, task, cap, &mut feasible, &mut d);
+        } else if !self.explain {
+            // The hot path: no reasons, no names.
+            for (i, node) in nodes.iter().enumerate() {
+                if self.feasible(node, task) {
+                    feasible.push(i);
+                    if first_fit {
+                        break;
+                    }
+                }
+            }
         } else {
             for (i, node) in nodes.iter().enumerate() {
                 match self.reject(node, task) {

@@ -25,18 +25,19 @@
 //! This module reads no clock and does no I/O; [`crate::report`] writes the results.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 
 use serde::Serialize;
 
 use crate::policy::fgd::FragmentationScore;
 use crate::policy::preset::FGD_MAX_SHAPES;
-use crate::policy::{Allocation, Node, Resources, Stack, Task, GPU_MILLI};
+use crate::policy::{Allocation, Node, Resources, Stack, GPU_MILLI};
 use crate::rng::Rng;
 use crate::trace::TaskSpec;
 
 pub mod compact;
 pub mod fill;
+mod pending;
 
 /// One node outage: node `node` (an index) goes down at `at` and, with `duration`, comes back
 /// up that many seconds later (without, it stays down).
@@ -177,7 +178,7 @@ struct Replay<'a> {
     tasks: &'a [TaskSpec],
     nodes: Vec<Node>,
     events: EventQueue,
-    pending: VecDeque<usize>,
+    pending: pending::Pending,
     /// Per task: node, allocation and the time its finish event is due (`u64::MAX`: never),
     /// so a finish event left over from before an eviction is recognised as stale.
     running: Vec<Option<(usize, Allocation, u64)>>,
@@ -196,9 +197,6 @@ struct Replay<'a> {
     /// flag per node for membership.
     gained: Vec<usize>,
     gained_flag: Vec<bool>,
-    /// Per task: pending without having been offered to the stack since it was queued
-    /// (evicted tasks), so the next round must offer it whatever node gained.
-    unchecked: Vec<bool>,
     m: Metrics,
 }
 
@@ -283,9 +281,8 @@ impl Replay<'_> {
         for &i in &victims {
             if self.finish(i, None) {
                 self.m.evictions += 1;
-                self.pending.push_back(i);
+                self.pending.push(self.tasks, i, true);
                 self.was_queued[i] = true;
-                self.unchecked[i] = true;
             }
         }
         self.nodes[n].ready = false;
@@ -305,40 +302,33 @@ impl Replay<'_> {
         true
     }
 
-    /// Offers every pending task once, oldest first; keeps those that still do not fit.
-    /// After a failure, later tasks with the same demand are skipped until something is
-    /// placed (the nodes have not changed, so they would fail too).
+    /// Offers pending tasks, oldest first; keeps those that still do not fit.
     ///
     /// A pending task was refused by every node when last offered, and since then nodes have
     /// only gained room where a task finished or a node came back (constraints, taints and
     /// labels do not change; placements only take room). So a task the filters reject on
     /// every node that gained is kept without asking the stack, whose answer could only be
-    /// "nowhere" (kube-scheduler's queueing hints, exact here). Evicted tasks were never
-    /// refused and are always offered.
+    /// "nowhere" (kube-scheduler's queueing hints, exact here); and within a round, a task
+    /// whose demand was just refused is not offered either ([`pending::Pending`]). Evicted
+    /// tasks were never refused and are always offered.
     fn retry(&mut self, stack: &mut Stack, now: u64) {
-        let tasks = self.tasks;
-        let mut failed_demands: Vec<&Task> = Vec::new();
         let gained = std::mem::take(&mut self.gained);
         for &n in &gained {
             self.gained_flag[n] = false;
         }
-        for _ in 0..self.pending.len() {
-            let Some(j) = self.pending.pop_front() else {
-                break;
-            };
-            let task = &tasks[j].task;
-            let hopeless =
-                !self.unchecked[j] && !gained.iter().any(|&n| stack.feasible(&self.nodes[n], task));
-            self.unchecked[j] = false;
-            if hopeless || failed_demands.iter().any(|f| f.same_demand(task)) {
-                self.pending.push_back(j);
-            } else if self.try_place(stack, j, now) {
-                failed_demands.clear();
-            } else {
-                failed_demands.push(task);
-                self.pending.push_back(j);
-            }
-        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let nodes = &self.nodes;
+        let selected = pending.select(self.tasks, |t| {
+            gained.iter().any(|&n| stack.feasible(&nodes[n], t))
+        });
+        // Placements earlier in the round may have taken the room that made a class hopeful:
+        // look again (cheaply, on the gained nodes) before asking the stack.
+        pending.offer(selected, |i, unchecked| {
+            let task = &self.tasks[i].task;
+            (unchecked || gained.iter().any(|&n| stack.feasible(&self.nodes[n], task)))
+                && self.try_place(stack, i, now)
+        });
+        self.pending = pending;
     }
 
     fn sample(&self, now: u64, capacity: Resources) -> Sample {
@@ -431,7 +421,7 @@ pub fn run_with(nodes: Vec<Node>, tasks: &[TaskSpec], stack: &mut Stack, opts: O
     let mut r = Replay {
         tasks,
         events,
-        pending: VecDeque::new(),
+        pending: pending::Pending::default(),
         running: vec![None; tasks.len()],
         on_node: vec![Vec::new(); nodes.len()],
         down: vec![0; nodes.len()],
@@ -444,7 +434,6 @@ pub fn run_with(nodes: Vec<Node>, tasks: &[TaskSpec], stack: &mut Stack, opts: O
         nodes_in_use: 0,
         gained: Vec::new(),
         gained_flag: vec![false; nodes.len()],
-        unchecked: vec![false; tasks.len()],
         m: Metrics {
             nodes: nodes.len(),
             tasks: tasks.len(),
@@ -478,7 +467,7 @@ pub fn run_with(nodes: Vec<Node>, tasks: &[TaskSpec], stack: &mut Stack, opts: O
                     }
                     if !r.try_place(stack, i, now) {
                         if empty.iter().any(|n| stack.feasible(n, &tasks[i].task)) {
-                            r.pending.push_back(i);
+                            r.pending.push(tasks, i, false);
                             r.was_queued[i] = true;
                         } else {
                             r.m.failed += 1;
@@ -553,7 +542,7 @@ fn summarise(series: &[Sample], end: u64, f: impl Fn(&Sample) -> f64) -> RatioSu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Preset;
+    use crate::policy::{Preset, Task};
 
     fn spec(name: &str, cpu: u64, arrival: u64, duration: Option<u64>) -> TaskSpec {
         TaskSpec {
@@ -602,8 +591,8 @@ mod tests {
             }
         );
         // Five arrivals; at 10 b placed; at 15 e. At 7 (c ended: 1000m free) neither b nor e
-        // fits the one node that gained, and at 10 e does not fit once b is placed, so the
-        // stack is not asked then.
+        // fits the one node that gained, and at 10 e no longer fits it once b is placed, so
+        // the stack is not asked then.
         assert_eq!(m.decisions, 7);
     }
 

@@ -245,6 +245,45 @@ fn run_places_across_the_cluster_and_commands_find_containers() {
     racer_nodes.sort();
     assert_eq!(racer_nodes, ["node1", "node2"], "{placed:?}");
 
+    // An external policy program (minisim's example) chooses among the feasible nodes: the
+    // one with the most free CPU, so node2 once node1 holds a 1-CPU container.
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "one-cpu",
+        "--cpus",
+        "1",
+        "--constraint",
+        "node.name=node1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../scheduler-sim/examples/policies/most_free_gpu.py")
+        .canonicalize()
+        .unwrap();
+    let out = c.ctl(&[
+        "run",
+        "-d",
+        "--name",
+        "by-program",
+        "--scheduler",
+        &format!("exec:{}", program.display()),
+        "--explain",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("policy most_free_gpu.py:"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(c.placements()["by-program"], "node2");
+
     // Commands on a container find its node.
     let out = c.ok(&["exec", "in-b", "hostname"]);
     assert!(!out.trim().is_empty());
