@@ -56,6 +56,7 @@ pub fn to_node(name: &str, member: Option<&Member>, info: &Result<pb::NodeInfo, 
                     mem / MIB
                 };
                 Resources::new(r.cpu_millis.max(0) as u64, mib as u64, 0)
+                    .with_pids(r.pids.max(0) as u64)
             };
             let capacity = res(cap, false);
             let mut n = Node::new(
@@ -65,6 +66,7 @@ pub fn to_node(name: &str, member: Option<&Member>, info: &Result<pb::NodeInfo, 
                 0,
                 None,
             );
+            n.capacity.pids = capacity.pids;
             n.allocated = res(alloc, true);
             n.scoring_extra = res(req, true).minus(n.allocated);
             n.tasks = i.containers_running;
@@ -85,7 +87,7 @@ pub fn to_node(name: &str, member: Option<&Member>, info: &Result<pb::NodeInfo, 
     n
 }
 
-/// What the container asks of a node: its CPU and memory limits (memory rounded up to MiB),
+/// What the container asks of a node: its CPU, memory (rounded up to MiB) and pids limits,
 /// its labels, and the placement flags.
 pub fn task_for(name: &str, config: &pb::ContainerConfig) -> Task {
     let r = config.resources.clone().unwrap_or_default();
@@ -95,6 +97,7 @@ pub fn task_for(name: &str, config: &pb::ContainerConfig) -> Task {
         r.cpu_millis.max(0) as u64,
         ((mem + MIB - 1) / MIB) as u64,
     );
+    t.pids = r.pids_limit.max(0) as u64;
     t.labels = config
         .labels
         .iter()

@@ -164,6 +164,8 @@ pub struct TaskRequest {
     pub num_gpu: u32,
     /// Share of each GPU in milli-GPUs (1000 = a whole device).
     pub gpu_milli: u32,
+    /// Processes (0: none asked).
+    pub pids: u64,
 }
 
 /// A max-per-node rule as sent.
@@ -184,6 +186,8 @@ pub struct TaskView<'a> {
     /// Constraints in their text form (`k=v`, `k!=v`, `k in a,b`, `k exists`).
     pub constraints: Vec<String>,
     pub max_per_node: Option<MaxPerNodeView<'a>>,
+    /// Host ports the task publishes (`8080/tcp`).
+    pub ports: Vec<String>,
 }
 
 impl<'a> TaskView<'a> {
@@ -195,7 +199,9 @@ impl<'a> TaskView<'a> {
                 memory_mib: task.memory_mib,
                 num_gpu: task.num_gpu,
                 gpu_milli: task.gpu_milli,
+                pids: task.pids,
             },
+            ports: task.ports.iter().map(|p| p.to_string()).collect(),
             gpu_models: &task.gpu_models,
             labels: &task.labels,
             constraints: task.constraints.iter().map(|c| c.to_string()).collect(),
@@ -627,10 +633,10 @@ mod tests {
         assert_eq!(
             line.trim_end(),
             concat!(
-                r#"{"decision":3,"task":{"name":"t","request":{"cpu_milli":500,"memory_mib":256,"num_gpu":1,"gpu_milli":500},"#,
-                r#""gpu_models":["T4"],"labels":{"app":"web"},"constraints":["zone in a,b"],"max_per_node":{"label":"app","max":1}},"#,
-                r#""nodes":[{"index":1,"name":"g","capacity":{"cpu_milli":8000,"memory_mib":16384,"gpu_milli":2000},"#,
-                r#""allocated":{"cpu_milli":1000,"memory_mib":1024,"gpu_milli":300},"free":{"cpu_milli":7000,"memory_mib":15360,"gpu_milli":1700},"#,
+                r#"{"decision":3,"task":{"name":"t","request":{"cpu_milli":500,"memory_mib":256,"num_gpu":1,"gpu_milli":500,"pids":0},"#,
+                r#""gpu_models":["T4"],"labels":{"app":"web"},"constraints":["zone in a,b"],"max_per_node":{"label":"app","max":1},"ports":[]},"#,
+                r#""nodes":[{"index":1,"name":"g","capacity":{"cpu_milli":8000,"memory_mib":16384,"gpu_milli":2000,"pids":0},"#,
+                r#""allocated":{"cpu_milli":1000,"memory_mib":1024,"gpu_milli":300,"pids":0},"free":{"cpu_milli":7000,"memory_mib":15360,"gpu_milli":1700,"pids":0},"#,
                 r#""labels":{"gpu.model":"T4","zone":"a"},"gpu_model":"T4","gpus":[700,1000],"ready":true,"tasks":1}]}"#
             )
         );

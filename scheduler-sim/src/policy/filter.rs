@@ -40,6 +40,12 @@ pub enum Reason {
     Taint {
         index: usize,
     },
+    Pids {
+        need: u64,
+        free: u64,
+    },
+    /// A host port the task publishes is held by another task on the node.
+    Port(super::resources::HostPort),
 }
 
 impl Reason {
@@ -82,6 +88,8 @@ impl fmt::Display for Reason {
                 write!(f, "max-per-node: {count} already here, max {max}")
             }
             Reason::Taint { index } => write!(f, "taint #{index} not tolerated"),
+            Reason::Pids { need, free } => write!(f, "pids: need {need}, free {free}"),
+            Reason::Port(p) => write!(f, "port {p} is taken"),
         }
     }
 }
@@ -132,6 +140,12 @@ impl Filter for ResourceFit {
             return Err(Reason::Memory {
                 need: task.memory_mib,
                 free: free.memory_mib,
+            });
+        }
+        if node.capacity.pids > 0 && task.pids > free.pids {
+            return Err(Reason::Pids {
+                need: task.pids,
+                free: free.pids,
             });
         }
         if task.num_gpu == 0 {
@@ -219,6 +233,22 @@ impl Filter for MaxPerNodeFilter {
     }
 }
 
+/// Host ports: none of the task's is held on the node (Kubernetes' `NodePorts`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortsFree;
+
+impl Filter for PortsFree {
+    fn name(&self) -> &'static str {
+        "ports"
+    }
+    fn check(&self, node: &Node, task: &Task) -> Result<(), Reason> {
+        match task.ports.iter().find(|p| node.ports_in_use.contains(p)) {
+            Some(p) => Err(Reason::Port(*p)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Taints: every taint of the node must be tolerated by the task.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TaintToleration;
@@ -244,6 +274,7 @@ pub fn default_filters() -> Vec<Box<dyn Filter>> {
     vec![
         Box::new(NodeReady),
         Box::new(ResourceFit),
+        Box::new(PortsFree),
         Box::new(ConstraintMatch),
         Box::new(TaintToleration),
         Box::new(MaxPerNodeFilter),
@@ -427,5 +458,40 @@ mod tests {
         assert_eq!(run(&both), vec![Ok(()), Ok(())]);
         let all = plain.with_toleration("*".parse().unwrap());
         assert_eq!(run(&all), vec![Ok(()), Ok(())]);
+    }
+
+    #[test]
+    fn pids_count_only_where_the_node_states_a_capacity_and_ports_are_exclusive() {
+        let mut counted = Node::new("counted", 4000, 8192, 0, None);
+        counted.capacity.pids = 100;
+        let uncounted = Node::new("uncounted", 4000, 8192, 0, None);
+        let t = Task::new("t", 1, 1).with_pids(150);
+        assert_eq!(
+            ResourceFit.check(&counted, &t),
+            Err(Reason::Pids {
+                need: 150,
+                free: 100
+            })
+        );
+        assert_eq!(ResourceFit.check(&uncounted, &t), Ok(()));
+
+        let web: crate::policy::HostPort = "8080".parse().unwrap();
+        let dns: crate::policy::HostPort = "53/udp".parse().unwrap();
+        let mut n = Node::new("n", 4000, 8192, 0, None);
+        let first = Task::new("a", 1, 1).with_port(web);
+        let a = n.allocate(&first).unwrap();
+        let again = Task::new("b", 1, 1).with_port(dns).with_port(web);
+        assert_eq!(PortsFree.check(&n, &again), Err(Reason::Port(web)));
+        assert_eq!(
+            Reason::Port(web).describe(&n, &again),
+            "port 8080/tcp is taken"
+        );
+        // The same number over UDP is another port.
+        let udp_web = Task::new("c", 1, 1).with_port("8080/udp".parse().unwrap());
+        assert_eq!(PortsFree.check(&n, &udp_web), Ok(()));
+        n.release(&first, &a);
+        assert_eq!(PortsFree.check(&n, &again), Ok(()));
+        assert!("80/sctp".parse::<crate::policy::HostPort>().is_err());
+        assert!("0".parse::<crate::policy::HostPort>().is_err());
     }
 }

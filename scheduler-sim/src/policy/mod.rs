@@ -23,7 +23,7 @@ pub use external::{ExecSpec, ExternalError, ExternalPolicy};
 pub use filter::{Filter, Reason};
 pub use preset::{Policy, PolicyParseError, Preset, UnknownPolicy};
 pub use resources::{
-    Allocation, Node, Resources, Task, GPU_MILLI, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB,
+    Allocation, HostPort, Node, Resources, Task, GPU_MILLI, NONZERO_CPU_MILLI, NONZERO_MEMORY_MIB,
 };
 pub use score::Scorer;
 pub use stack::{Chooser, Decision, Examine, NodeExplanation, Stack, Verdict};

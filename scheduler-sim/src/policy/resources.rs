@@ -1,13 +1,17 @@
 //! Resource vectors, nodes and tasks: the state every filter and scorer reads.
 //!
-//! A [`Resources`] vector counts CPU in millicores, memory in MiB and GPU in milli-GPUs
-//! (1000 = one whole device). GPUs are also tracked per device on a [`Node`], because a task
+//! A [`Resources`] vector counts CPU in millicores, memory in MiB, GPU in milli-GPUs
+//! (1000 = one whole device) and processes (pids; a node with no pids capacity does not
+//! count them). Host ports are not a quantity but a set: a [`Task`] asks for ports, a
+//! [`Node`] holds the ports its tasks took, and two tasks never share one. GPUs are also tracked per device on a [`Node`], because a task
 //! may take a *share* of one GPU (`gpu_milli` < 1000, the OpenB trace's GPU sharing) or whole
 //! GPUs, and whether it fits depends on how the free share is spread over devices, not on the
 //! total. A [`Task`] is a placement request; [`Node::allocate`] and [`Node::release`] are the
 //! only ways node state changes, so the simulator and `minictl` account identically.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::str::FromStr;
 
 use serde::Serialize;
 
@@ -31,6 +35,9 @@ pub struct Resources {
     pub memory_mib: u64,
     /// Total milli-GPUs: `num_gpu * gpu_milli` for a request, `gpus * 1000` for a capacity.
     pub gpu_milli: u64,
+    /// Processes. Scorers do not weigh it (as Kubernetes does not); the fit filter checks it
+    /// on nodes that state a pids capacity.
+    pub pids: u64,
 }
 
 impl Resources {
@@ -39,7 +46,13 @@ impl Resources {
             cpu_milli,
             memory_mib,
             gpu_milli,
+            pids: 0,
         }
+    }
+
+    pub fn with_pids(mut self, pids: u64) -> Self {
+        self.pids = pids;
+        self
     }
 
     /// Component-wise sum.
@@ -48,6 +61,7 @@ impl Resources {
             cpu_milli: self.cpu_milli + o.cpu_milli,
             memory_mib: self.memory_mib + o.memory_mib,
             gpu_milli: self.gpu_milli + o.gpu_milli,
+            pids: self.pids + o.pids,
         }
     }
 
@@ -57,12 +71,43 @@ impl Resources {
             cpu_milli: self.cpu_milli.saturating_sub(o.cpu_milli),
             memory_mib: self.memory_mib.saturating_sub(o.memory_mib),
             gpu_milli: self.gpu_milli.saturating_sub(o.gpu_milli),
+            pids: self.pids.saturating_sub(o.pids),
         }
     }
 
-    /// The vector as `[cpu, memory, gpu]`, in that order everywhere.
+    /// The scored dimensions as `[cpu, memory, gpu]`, in that order everywhere.
     pub fn as_array(self) -> [u64; 3] {
         [self.cpu_milli, self.memory_mib, self.gpu_milli]
+    }
+}
+
+/// A host port a task publishes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct HostPort {
+    pub port: u16,
+    pub udp: bool,
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.port, if self.udp { "udp" } else { "tcp" })
+    }
+}
+
+impl FromStr for HostPort {
+    type Err = String;
+    /// `8080`, `8080/tcp` or `53/udp`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (p, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+        let udp = match proto {
+            "tcp" => false,
+            "udp" => true,
+            other => return Err(format!("port {s:?}: protocol {other:?} is not tcp or udp")),
+        };
+        match p.parse::<u16>() {
+            Ok(port) if port > 0 => Ok(HostPort { port, udp }),
+            _ => Err(format!("port {s:?}: not a port number 1-65535")),
+        }
     }
 }
 
@@ -93,6 +138,10 @@ pub struct Task {
     pub max_per_node: Option<MaxPerNode>,
     /// Taints of the node this task may ignore.
     pub tolerations: Vec<Toleration>,
+    /// Processes (a pids limit); 0 asks for none.
+    pub pids: u64,
+    /// Host ports the task publishes: no other task on the node may hold them.
+    pub ports: Vec<HostPort>,
 }
 
 impl Task {
@@ -109,7 +158,19 @@ impl Task {
             constraints: Vec::new(),
             max_per_node: None,
             tolerations: Vec::new(),
+            pids: 0,
+            ports: Vec::new(),
         }
+    }
+
+    pub fn with_pids(mut self, pids: u64) -> Self {
+        self.pids = pids;
+        self
+    }
+
+    pub fn with_port(mut self, p: HostPort) -> Self {
+        self.ports.push(p);
+        self
     }
 
     /// Asks for `num_gpu` devices with `gpu_milli` free on each.
@@ -154,6 +215,7 @@ impl Task {
             self.memory_mib,
             u64::from(self.num_gpu) * u64::from(self.gpu_milli),
         )
+        .with_pids(self.pids)
     }
 
     /// True when everything but the name is equal: two such tasks fit the same nodes.
@@ -167,6 +229,8 @@ impl Task {
             && self.constraints == o.constraints
             && self.max_per_node == o.max_per_node
             && self.tolerations == o.tolerations
+            && self.pids == o.pids
+            && self.ports == o.ports
     }
 }
 
@@ -196,6 +260,8 @@ pub struct Node {
     pub label_counts: BTreeMap<(String, String), u32>,
     /// Only tasks tolerating each of these may be placed here.
     pub taints: Vec<Taint>,
+    /// Host ports held by the tasks running here.
+    pub ports_in_use: BTreeSet<HostPort>,
     /// Added to `allocated` by the utilisation scorers only: what running tasks that set no
     /// limit count at [`NONZERO_CPU_MILLI`] / [`NONZERO_MEMORY_MIB`] beyond what they
     /// allocated. `minictl` fills it from a node's report; the simulator leaves it zero.
@@ -230,6 +296,7 @@ impl Node {
             tasks: 0,
             label_counts: BTreeMap::new(),
             taints: Vec::new(),
+            ports_in_use: BTreeSet::new(),
             scoring_extra: Resources::default(),
         }
     }
@@ -266,6 +333,7 @@ impl Node {
         n.gpus.iter_mut().for_each(|g| *g = 0);
         n.tasks = 0;
         n.label_counts.clear();
+        n.ports_in_use.clear();
         n.scoring_extra = Resources::default();
         n
     }
@@ -291,6 +359,7 @@ impl Node {
         for (k, v) in &task.labels {
             *self.label_counts.entry((k.clone(), v.clone())).or_insert(0) += 1;
         }
+        self.ports_in_use.extend(task.ports.iter().copied());
         Some(Allocation {
             request,
             gpus,
@@ -307,6 +376,9 @@ impl Node {
         }
         self.allocated = self.allocated.minus(a.request);
         self.tasks = self.tasks.saturating_sub(1);
+        for p in &task.ports {
+            self.ports_in_use.remove(p);
+        }
         for (k, v) in &task.labels {
             let key = (k.clone(), v.clone());
             if let Some(c) = self.label_counts.get_mut(&key) {
