@@ -120,7 +120,12 @@ impl Inventory {
                     n.name
                 )));
             }
-            split_addr(&n.address).map_err(|e| bad(format!("node {}: {e}", n.name)))?;
+            split_addr(&n.address).map_err(|_| {
+                bad(format!(
+                    "node {}: address {:?} is not host:port",
+                    n.name, n.address
+                ))
+            })?;
             if !names.insert(n.name.clone()) {
                 return Err(bad(format!("node {} is listed twice", n.name)));
             }

@@ -22,19 +22,66 @@ pub const SURVEY_TIMEOUT: Duration = Duration::from_secs(3);
 
 const MIB: i64 = 1 << 20;
 
-/// Every client's `NodeInfo`, or why there is none, in the clients' order.
-pub async fn survey(clients: &[Client], timeout: Duration) -> Vec<Result<pb::NodeInfo, String>> {
+/// Why a node gave no `NodeInfo`.
+pub enum Unanswered {
+    /// No answer within the survey's time.
+    Timeout(Duration),
+    /// The call failed: a connection or TLS failure, or an error the node sent.
+    Failed(tonic::Status),
+}
+
+impl Unanswered {
+    /// Down (no answer, no connection), as opposed to a node that answered with an error.
+    pub fn is_down(&self, cl: &Client) -> bool {
+        match self {
+            Unanswered::Timeout(_) => true,
+            Unanswered::Failed(s) => call_error(&cl.addr, s.clone()).transport,
+        }
+    }
+
+    /// Said in a few words, without dialling again.
+    pub fn describe(&self, cl: &Client) -> String {
+        match self {
+            Unanswered::Timeout(t) => format!("did not answer within {}s", t.as_secs()),
+            Unanswered::Failed(s) => call_error(&cl.addr, s.clone()).message,
+        }
+    }
+
+    /// Said fully: a refused connection is dialled again to hear the TLS reason.
+    pub fn explain(self, cl: &Client) -> String {
+        match self {
+            Unanswered::Failed(s) => cl.explain(s).to_string(),
+            t => t.describe(cl),
+        }
+    }
+}
+
+/// Every client's `NodeInfo`, asked at once, in the clients' order.
+pub async fn ask_all(
+    clients: &[Client],
+    timeout: Duration,
+) -> Vec<Result<pb::NodeInfo, Unanswered>> {
     futures::future::join_all(clients.iter().map(|cl| {
         let mut c = cl.node.clone();
         async move {
             match tokio::time::timeout(timeout, c.info(pb::NodeInfoRequest {})).await {
                 Ok(Ok(r)) => Ok(r.into_inner()),
-                Ok(Err(s)) => Err(call_error(&cl.addr, s).message),
-                Err(_) => Err(format!("did not answer within {}s", timeout.as_secs())),
+                Ok(Err(s)) => Err(Unanswered::Failed(s)),
+                Err(_) => Err(Unanswered::Timeout(timeout)),
             }
         }
     }))
     .await
+}
+
+/// [`ask_all`], failures said in a few words: what placement needs.
+pub async fn survey(clients: &[Client], timeout: Duration) -> Vec<Result<pb::NodeInfo, String>> {
+    ask_all(clients, timeout)
+        .await
+        .into_iter()
+        .zip(clients)
+        .map(|(r, cl)| r.map_err(|u| u.describe(cl)))
+        .collect()
 }
 
 /// The policy's view of a node: capacity and allocation as it reported them (memory in whole
@@ -50,11 +97,7 @@ pub fn to_node(name: &str, member: Option<&Member>, info: &Result<pb::NodeInfo, 
             let req = i.requested.unwrap_or(alloc);
             let res = |r: pb::NodeResources, round_up: bool| {
                 let mem = r.memory_bytes.max(0);
-                let mib = if round_up {
-                    (mem + MIB - 1) / MIB
-                } else {
-                    mem / MIB
-                };
+                let mib = mem / MIB + i64::from(round_up && mem % MIB != 0);
                 Resources::new(r.cpu_millis.max(0) as u64, mib as u64, 0)
                     .with_pids(r.pids.max(0) as u64)
             };
@@ -95,7 +138,7 @@ pub fn task_for(name: &str, config: &pb::ContainerConfig) -> Task {
     let mut t = Task::new(
         if name.is_empty() { "container" } else { name },
         r.cpu_millis.max(0) as u64,
-        ((mem + MIB - 1) / MIB) as u64,
+        (mem / MIB + i64::from(mem % MIB != 0)) as u64,
     );
     t.pids = r.pids_limit.max(0) as u64;
     t.labels = config
@@ -117,13 +160,19 @@ pub enum PlaceError {
     Policy(String),
 }
 
-/// One line per node, for `--explain` and for "no node can take it": the verdict, and for a
-/// down node why.
+/// Nodes that refused a create, with the node's reason, in the order they refused.
+pub type Refusals = Vec<(usize, String)>;
+
+/// One line per node, for `--explain`: the verdict of the policy's first decision, a node
+/// that refused the create since (and why), the node that took the container, and for a
+/// node that did not answer why.
 pub fn explain_table(
     d: &Decision,
     nodes: &[Node],
     clients: &[Client],
     survey: &[Result<pb::NodeInfo, String>],
+    refused: &Refusals,
+    chosen: Option<usize>,
 ) -> Table {
     let mut t = Table::new(&[
         "NODE",
@@ -136,39 +185,39 @@ pub fn explain_table(
     ]);
     for e in &d.explanation {
         let n = &nodes[e.node];
-        let (verdict, score, why) = match &e.verdict {
-            Verdict::Rejected { filter, reason } => match &survey[e.node] {
-                Err(down) if !n.ready => ("down".to_string(), String::new(), down.clone()),
-                _ => (
-                    "rejected".into(),
-                    String::new(),
-                    format!("{reason} ({filter})"),
-                ),
-            },
-            Verdict::Scored { scores, total } => (
-                if d.node == Some(e.node) {
-                    "chosen".into()
-                } else {
-                    "feasible".into()
-                },
-                format!("{total:.3}"),
-                scores
-                    .iter()
-                    .map(|(s, v)| format!("{s}={v:.3}"))
-                    .collect::<Vec<_>>()
-                    .join(" "),
-            ),
-            Verdict::NotExamined => (
-                if d.node == Some(e.node) {
-                    "chosen".into()
-                } else {
-                    "feasible".into()
-                },
-                String::new(),
-                String::new(),
-            ),
+        let picked = || -> String {
+            if chosen == Some(e.node) {
+                "chosen".into()
+            } else {
+                "feasible".into()
+            }
         };
-        let (cpu, mem) = if n.ready {
+        let (verdict, score, why) =
+            if let Some((_, msg)) = refused.iter().find(|(i, _)| *i == e.node) {
+                ("refused".to_string(), String::new(), msg.clone())
+            } else {
+                match &e.verdict {
+                    Verdict::Rejected { filter, reason } => match &survey[e.node] {
+                        Err(down) => ("down".to_string(), String::new(), down.clone()),
+                        Ok(_) => (
+                            "rejected".into(),
+                            String::new(),
+                            format!("{reason} ({filter})"),
+                        ),
+                    },
+                    Verdict::Scored { scores, total } => (
+                        picked(),
+                        format!("{total:.3}"),
+                        scores
+                            .iter()
+                            .map(|(s, v)| format!("{s}={v:.3}"))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ),
+                    Verdict::NotExamined => (picked(), String::new(), String::new()),
+                }
+            };
+        let (cpu, mem) = if survey[e.node].is_ok() {
             (
                 format!("{}m/{}m", n.allocated.cpu_milli, n.capacity.cpu_milli),
                 format!(
@@ -195,24 +244,35 @@ pub fn explain_table(
 
 /// One line saying why no node could take the task: each node's reason, as Nomad's
 /// "constraint filtered N nodes" does.
-pub fn why_none(d: &Decision, survey: &[Result<pb::NodeInfo, String>]) -> String {
+pub fn why_none(
+    d: &Decision,
+    survey: &[Result<pb::NodeInfo, String>],
+    refused: &Refusals,
+) -> String {
     let parts: Vec<String> = d
         .explanation
         .iter()
-        .filter_map(|e| match &e.verdict {
-            Verdict::Rejected { reason, .. } => Some(match &survey[e.node] {
-                Err(down) => format!("{}: down ({down})", e.name),
-                Ok(_) => format!("{}: {reason}", e.name),
-            }),
-            _ => None,
+        .filter_map(|e| {
+            if let Some((_, msg)) = refused.iter().find(|(i, _)| *i == e.node) {
+                return Some(format!("{}: refused ({msg})", e.name));
+            }
+            match &e.verdict {
+                Verdict::Rejected { reason, .. } => Some(match &survey[e.node] {
+                    Err(down) => format!("{}: down ({down})", e.name),
+                    Ok(_) => format!("{}: {reason}", e.name),
+                }),
+                _ => None,
+            }
         })
         .collect();
     format!("no node can take this container: {}", parts.join("; "))
 }
 
-/// Chooses a node with `stack` and creates there with `create`; a node refusing for room is
-/// marked not ready (with `refused` called to say so) and the policy chooses again. Returns
-/// the node's index, the created value and the first decision (for `--explain`).
+/// Chooses a node with `stack` and creates there with `create`. A node that refuses for room
+/// (`RESOURCE_EXHAUSTED`: another client took it since the survey) or because it lacks the
+/// image (`NOT_FOUND`: images are imported per node) is set aside, `refused` is told, and the
+/// policy chooses again among the rest. Returns the first decision (for `--explain`) and the
+/// node's index with the created value.
 pub async fn place_and_create<T, F, Fut>(
     stack: &mut Stack,
     nodes: &mut [Node],
@@ -239,7 +299,12 @@ where
         }
         match create(i).await {
             Ok(v) => return (first, Ok((i, v))),
-            Err(s) if s.code() == tonic::Code::ResourceExhausted => {
+            Err(s)
+                if matches!(
+                    s.code(),
+                    tonic::Code::ResourceExhausted | tonic::Code::NotFound
+                ) =>
+            {
                 refused(i, &s);
                 nodes[i].ready = false;
             }
@@ -317,7 +382,7 @@ mod tests {
             Err("connection refused".to_string()),
         ];
         assert_eq!(
-            why_none(&d, &survey),
+            why_none(&d, &survey, &Vec::new()),
             "no node can take this container: node1: cpu: need 3000m, free 2000m; \
              node2: cpu: need 3000m, free 2000m; node3: down (connection refused)"
         );

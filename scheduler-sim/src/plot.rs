@@ -102,23 +102,31 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// At most `max` points: each bucket of consecutive points gives its first point and, when
-/// different, its point with the largest y, in x order.
+/// About `max` points: each bucket of consecutive points gives its first point and its
+/// lowest and highest points (in x order, each once), so peaks and dips stay visible.
 fn thin(points: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
     if points.len() <= max {
         return points.to_vec();
     }
-    let per = points.len().div_ceil(max / 2);
+    let per = points.len().div_ceil((max / 3).max(1));
     let mut out = Vec::with_capacity(max + 1);
     for chunk in points.chunks(per) {
-        let first = chunk[0];
-        let peak = chunk
-            .iter()
-            .copied()
-            .fold(first, |a, p| if p.1 > a.1 { p } else { a });
-        out.push(first);
-        if peak != first {
-            out.push(peak);
+        let first = (0, chunk[0]);
+        let (mut lo, mut hi) = (first, first);
+        for (k, &p) in chunk.iter().enumerate() {
+            if p.1 < lo.1 .1 {
+                lo = (k, p);
+            }
+            if p.1 > hi.1 .1 {
+                hi = (k, p);
+            }
+        }
+        let mut picks = [first, lo, hi];
+        picks.sort_by_key(|(k, _)| *k);
+        for (i, (k, p)) in picks.iter().enumerate() {
+            if i == 0 || *k != picks[i - 1].0 {
+                out.push(*p);
+            }
         }
     }
     if let Some(&last) = points.last() {
@@ -282,11 +290,19 @@ mod tests {
     #[test]
     fn thinning_keeps_peaks_and_ends() {
         let pts: Vec<(f64, f64)> = (0..10_000)
-            .map(|i| (i as f64, if i == 5_001 { 99.0 } else { 1.0 }))
+            .map(|i| {
+                let y = match i {
+                    5_001 => 99.0,
+                    7_001 => -5.0,
+                    _ => 1.0,
+                };
+                (i as f64, y)
+            })
             .collect();
         let t = thin(&pts, 100);
-        assert!(t.len() <= 101, "{}", t.len());
-        assert!(t.contains(&(5001.0, 99.0)));
+        assert!(t.len() <= 102, "{}", t.len());
+        assert!(t.contains(&(5001.0, 99.0)), "peaks stay");
+        assert!(t.contains(&(7001.0, -5.0)), "dips stay");
         assert_eq!(t.first(), Some(&(0.0, 1.0)));
         assert_eq!(t.last(), Some(&(9999.0, 1.0)));
         assert!(t.windows(2).all(|w| w[0].0 < w[1].0));

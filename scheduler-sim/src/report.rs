@@ -273,14 +273,20 @@ fn has_gpus(series: &[Sample]) -> bool {
         .any(|x| x.gpu_unallocated > 0.0 || x.gpu_alloc > 0.0)
 }
 
-/// One series of a run's samples against time in `unit` seconds.
+/// One series of a run's samples against time in `unit` seconds, as steps: a sample's value
+/// holds until the next sample (as the time-weighted means count it).
 fn over_time(name: &str, series: &[Sample], unit: f64, f: impl Fn(&Sample) -> f64) -> Series {
+    let mut points = Vec::with_capacity(series.len() * 2);
+    for (i, x) in series.iter().enumerate() {
+        let y = f(x);
+        points.push((x.time as f64 / unit, y));
+        if let Some(next) = series.get(i + 1) {
+            points.push((next.time as f64 / unit, y));
+        }
+    }
     Series {
         name: name.to_string(),
-        points: series
-            .iter()
-            .map(|x| (x.time as f64 / unit, f(x)))
-            .collect(),
+        points,
     }
 }
 

@@ -264,8 +264,8 @@ const NONZERO_MEMORY_BYTES: i64 = (minisim::policy::NONZERO_MEMORY_MIB as i64) <
 pub struct Allocated {
     /// The sum of limits: what admission checks against capacity.
     pub limits: Usage,
-    /// Limits, each container counted at no less than the non-zero defaults: placement's
-    /// utilisation.
+    /// Limits, with the non-zero defaults standing in for a limit a container did not set:
+    /// placement's utilisation.
     pub requested: Usage,
     pub running: u32,
     pub total: u32,
@@ -576,8 +576,9 @@ impl Daemon {
         let mut count = |cpu: i64, mem: i64| {
             a.limits.cpu_millis += cpu;
             a.limits.memory_bytes += mem;
-            a.requested.cpu_millis += cpu.max(NONZERO_CPU_MILLIS);
-            a.requested.memory_bytes += mem.max(NONZERO_MEMORY_BYTES);
+            // Kubernetes' non-zero requests: the default stands in only for what was not set.
+            a.requested.cpu_millis += if cpu == 0 { NONZERO_CPU_MILLIS } else { cpu };
+            a.requested.memory_bytes += if mem == 0 { NONZERO_MEMORY_BYTES } else { mem };
         };
         for r in lock(&self.registry).reserved.values() {
             count(r.cpu_millis, r.memory_bytes);

@@ -103,7 +103,8 @@ pub struct CreateArgs {
     #[arg(long)]
     pub rm: bool,
     /// How to choose the node in a cluster: first-fit, binpack, spread (default), balanced,
-    /// dot-product, fgd, random, p2c, or exec:PROGRAM
+    /// dot-product, fgd (GPU-aware: on nodes without GPUs it is first-fit), random, p2c, or
+    /// exec:PROGRAM
     #[arg(long, value_name = "POLICY")]
     pub scheduler: Option<String>,
     /// Only nodes whose labels match: key=value, key!=value, "key in a,b", "key exists"
@@ -365,8 +366,8 @@ impl CreateArgs {
                 || self.explain
             {
                 eprintln!(
-                    "minictl: --scheduler, --constraint, --toleration and --explain choose among a cluster's nodes; \
-                     --node names one (give --cluster, or several --node)"
+                    "minictl: --scheduler, --constraint, --toleration and --explain choose among a cluster's nodes, \
+                     but one --node names the node: leave --node out (with an inventory) or give several"
                 );
                 return Err(crate::EXIT_FAILURE);
             }
@@ -432,6 +433,7 @@ impl CreateArgs {
             }
         };
         let clients = &ctx.clients;
+        let mut refused: placement::Refusals = Vec::new();
         let (first, result) = placement::place_and_create(
             &mut stack,
             &mut nodes,
@@ -442,10 +444,12 @@ impl CreateArgs {
                     "minictl: node {} refused ({}); choosing again among the others",
                     clients[i].name,
                     s.message()
-                )
+                );
+                refused.push((i, s.message().to_string()));
             },
         )
         .await;
+        let chosen = result.as_ref().ok().map(|(i, _)| *i);
         if self.explain {
             if let Some(d) = &first {
                 if ctx.format == Format::Json {
@@ -456,7 +460,8 @@ impl CreateArgs {
                     eprintln!("policy {}: {}", policy.name(), task_summary(&task));
                     eprint!(
                         "{}",
-                        placement::explain_table(d, &nodes, clients, &survey).render()
+                        placement::explain_table(d, &nodes, clients, &survey, &refused, chosen)
+                            .render()
                     );
                 }
             }
@@ -469,7 +474,7 @@ impl CreateArgs {
                 Ok((r.id, clients[i].clone()))
             }
             Err(PlaceError::NoNode(d)) => {
-                eprintln!("minictl: {}", placement::why_none(&d, &survey));
+                eprintln!("minictl: {}", placement::why_none(&d, &survey, &refused));
                 Err(crate::EXIT_FAILURE)
             }
             Err(PlaceError::Create(i, s)) => Err(clients[i].fail(s)),

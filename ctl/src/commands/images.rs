@@ -42,10 +42,7 @@ impl ImagesArgs {
         for (cl, r) in ctx.clients.iter().zip(lists) {
             match r {
                 Ok(r) => list.extend(r.into_inner().images.into_iter().map(|i| (cl, i))),
-                Err(s) if several => {
-                    code = super::exit_for(&s);
-                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
-                }
+                Err(s) if several => code = super::node_failure(cl, s, true),
                 Err(s) => return cl.fail(s),
             }
         }
@@ -106,43 +103,49 @@ pub struct RmiArgs {
 }
 
 impl RmiArgs {
+    /// Across several nodes, a node without the image is not an error unless none has it
+    /// (images are imported per node).
     pub async fn run(&self, ctx: &Ctx) -> i32 {
         let mut code = 0;
         let several = ctx.clients.len() > 1;
-        for (cl, i) in ctx
-            .clients
-            .iter()
-            .flat_map(|cl| self.images.iter().map(move |i| (cl, i)))
-        {
-            let mut c = cl.images.clone();
-            let prefix = if several {
-                format!("{}: ", cl.name)
-            } else {
-                String::new()
-            };
-            match c
-                .remove(pb::RemoveImageRequest {
-                    image: i.clone(),
-                    force: self.force,
-                })
-                .await
-            {
-                Ok(r) => {
-                    let r = r.into_inner();
-                    let mut out = String::new();
-                    for u in r.untagged {
-                        out.push_str(&format!("{prefix}Untagged: {u}\n"));
+        for i in &self.images {
+            let mut missing = None;
+            let mut found = false;
+            for cl in &ctx.clients {
+                let mut c = cl.images.clone();
+                let prefix = if several {
+                    format!("{}: ", cl.name)
+                } else {
+                    String::new()
+                };
+                match c
+                    .remove(pb::RemoveImageRequest {
+                        image: i.clone(),
+                        force: self.force,
+                    })
+                    .await
+                {
+                    Ok(r) => {
+                        found = true;
+                        let r = r.into_inner();
+                        let mut out = String::new();
+                        for u in r.untagged {
+                            out.push_str(&format!("{prefix}Untagged: {u}\n"));
+                        }
+                        for d in r.deleted {
+                            out.push_str(&format!("{prefix}Deleted: {d}\n"));
+                        }
+                        print_str(&out);
                     }
-                    for d in r.deleted {
-                        out.push_str(&format!("{prefix}Deleted: {d}\n"));
+                    Err(s) if several && s.code() == tonic::Code::NotFound => {
+                        missing.get_or_insert(s);
                     }
-                    print_str(&out);
+                    Err(s) => code = super::node_failure(cl, s, several),
                 }
-                Err(s) if several => {
-                    code = super::exit_for(&s);
-                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
-                }
-                Err(s) => code = cl.fail(s),
+            }
+            if let (false, Some(s)) = (found, missing) {
+                eprintln!("minictl: no node has image {i:?}: {}", s.message());
+                code = super::exit_for(&s);
             }
         }
         code
@@ -156,9 +159,12 @@ pub struct TagArgs {
 }
 
 impl TagArgs {
+    /// Across several nodes, tags wherever the source exists; an error only when none has it.
     pub async fn run(&self, ctx: &Ctx) -> i32 {
         let several = ctx.clients.len() > 1;
         let mut code = 0;
+        let mut missing = None;
+        let mut found = false;
         for cl in &ctx.clients {
             let mut c = cl.images.clone();
             match c
@@ -168,13 +174,20 @@ impl TagArgs {
                 })
                 .await
             {
-                Ok(_) => {}
-                Err(s) if several => {
-                    code = super::exit_for(&s);
-                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+                Ok(_) => found = true,
+                Err(s) if several && s.code() == tonic::Code::NotFound => {
+                    missing.get_or_insert(s);
                 }
-                Err(s) => code = cl.fail(s),
+                Err(s) => code = super::node_failure(cl, s, several),
             }
+        }
+        if let (false, Some(s)) = (found, missing) {
+            eprintln!(
+                "minictl: no node has image {:?}: {}",
+                self.source,
+                s.message()
+            );
+            code = super::exit_for(&s);
         }
         code
     }

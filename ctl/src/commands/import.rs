@@ -46,11 +46,7 @@ impl ImportArgs {
                     eprintln!("minictl: {e}");
                     code = crate::EXIT_FAILURE;
                 }
-                Err(Failure::Node(s)) if several => {
-                    code = super::exit_for(&s);
-                    eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
-                }
-                Err(Failure::Node(s)) => code = cl.fail(s),
+                Err(Failure::Node(s)) => code = super::node_failure(cl, s, several),
             }
         }
         print_str(&out);

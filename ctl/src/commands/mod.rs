@@ -229,6 +229,17 @@ impl Ctx {
     }
 }
 
+/// Reports a node's failed call, naming the node when there are several; the exit status.
+pub fn node_failure(cl: &Client, s: tonic::Status, several: bool) -> i32 {
+    if several {
+        let code = exit_for(&s);
+        eprintln!("minictl: node {}: {}", cl.name, cl.explain(s));
+        code
+    } else {
+        cl.fail(s)
+    }
+}
+
 /// The exit status a Wait answer stands for: the container's code, or 125 (with the reason on
 /// stderr) when the node does not know how it ended.
 pub fn exit_of(w: &mini_proto::v1::WaitResponse) -> i32 {
@@ -329,13 +340,21 @@ fn connect(
     cluster: Option<&std::path::Path>,
     files: TlsFiles,
 ) -> anyhow::Result<(Vec<Client>, bool)> {
+    // The default inventory names nodes for --node too; when --node is given, a broken
+    // default file is only a warning (the addresses given may not need it).
     let inventory = match cluster {
         Some(p) => Some(Inventory::load(p)?),
-        None if nodes.is_empty() => match crate::cluster::default_path() {
-            Some(p) if p.exists() => Some(Inventory::load(&p)?),
+        None => match crate::cluster::default_path() {
+            Some(p) if p.exists() => match Inventory::load(&p) {
+                Ok(inv) => Some(inv),
+                Err(e) if !nodes.is_empty() => {
+                    eprintln!("minictl: warning: ignoring {}: {e:#}", p.display());
+                    None
+                }
+                Err(e) => return Err(e),
+            },
             _ => None,
         },
-        None => None,
     };
     let files = match &inventory {
         Some(inv) => inv.tls_under(files),

@@ -13,7 +13,7 @@ pub struct NodesArgs {}
 impl NodesArgs {
     pub async fn run(&self, ctx: &Ctx) -> i32 {
         // Every node at once; one that does not answer in time is down, as placement sees it.
-        let infos = placement::survey(&ctx.clients, placement::SURVEY_TIMEOUT).await;
+        let infos = placement::ask_all(&ctx.clients, placement::SURVEY_TIMEOUT).await;
         let mut t = Table::new(&[
             "NAME",
             "ADDRESS",
@@ -29,12 +29,16 @@ impl NodesArgs {
         for (cl, r) in ctx.clients.iter().zip(infos) {
             let n = match r {
                 Ok(n) => n,
-                Err(why) => {
-                    eprintln!("minictl: node {} is down: {why}", cl.name);
+                Err(u) => {
+                    // Down: no answer or no connection (TLS refusals explained); error: the
+                    // node answered, with an error.
+                    let health = if u.is_down(cl) { "down" } else { "error" };
+                    let why = u.explain(cl);
+                    eprintln!("minictl: node {} is {health}: {why}", cl.name);
                     code = crate::EXIT_FAILURE;
                     match ctx.format {
                         Format::Json => print_json_line(&serde_json::json!({
-                            "Name": cl.name, "Address": cl.addr, "Health": "down", "Error": why,
+                            "Name": cl.name, "Address": cl.addr, "Health": health, "Error": why,
                         })),
                         Format::Table => t.row(vec![
                             cl.name.clone(),
@@ -45,7 +49,7 @@ impl NodesArgs {
                             String::new(),
                             String::new(),
                             String::new(),
-                            "down".into(),
+                            health.into(),
                         ]),
                     }
                     continue;

@@ -5,6 +5,7 @@ use mini_proto::v1 as pb;
 
 use super::Ctx;
 use crate::output::{ago, human_duration, print_json_line, print_str, short_id, Format, Table};
+use crate::placement::Unanswered;
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
@@ -65,20 +66,16 @@ impl PsArgs {
             };
             async move {
                 // A node that does not answer in time counts as down, as in placement.
-                let mut s = tokio::time::timeout(crate::placement::SURVEY_TIMEOUT, c.list(req))
-                    .await
-                    .map_err(|_| {
-                        tonic::Status::unavailable(format!(
-                            "did not answer within {}s",
-                            crate::placement::SURVEY_TIMEOUT.as_secs()
-                        ))
-                    })??
-                    .into_inner();
+                let t = crate::placement::SURVEY_TIMEOUT;
+                let mut s = match tokio::time::timeout(t, c.list(req)).await {
+                    Ok(r) => r.map_err(Unanswered::Failed)?.into_inner(),
+                    Err(_) => return Err(Unanswered::Timeout(t)),
+                };
                 let mut items = Vec::new();
-                while let Some(i) = s.message().await? {
+                while let Some(i) = s.message().await.map_err(Unanswered::Failed)? {
                     items.push(i);
                 }
-                Ok::<_, tonic::Status>(items)
+                Ok(items)
             }
         }))
         .await;
@@ -87,9 +84,8 @@ impl PsArgs {
         for (cl, r) in ctx.clients.iter().zip(lists) {
             match r {
                 Ok(v) => items.extend(v.into_iter().map(|i| (cl, i))),
-                Err(s) => {
-                    let e = cl.explain(s);
-                    eprintln!("minictl: node {}: {e}", cl.name);
+                Err(u) => {
+                    eprintln!("minictl: node {}: {}", cl.name, u.explain(cl));
                     code = crate::EXIT_FAILURE;
                 }
             }

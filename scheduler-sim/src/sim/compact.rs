@@ -66,7 +66,8 @@ pub fn snapshot(tasks: &[TaskSpec], which: Snapshot) -> (Option<u64>, Vec<Task>)
             // Sweep starts and ends in time order; ends before starts at the same instant
             // (a task ending at t is not running at t).
             let mut ev: Vec<(u64, bool, u64)> = Vec::with_capacity(tasks.len() * 2);
-            for t in tasks {
+            // A task of zero duration never runs (see `running_at`): it has no part in a peak.
+            for t in tasks.iter().filter(|t| t.duration != Some(0)) {
                 ev.push((t.arrival, true, t.task.cpu_milli));
                 if let Some(d) = t.duration {
                     ev.push((t.arrival.saturating_add(d), false, t.task.cpu_milli));
@@ -224,7 +225,7 @@ pub fn compact(
             .collect();
         let mut all: Vec<(usize, Result<Option<usize>, ExternalError>)> = handles
             .into_iter()
-            .flat_map(|h| h.join().unwrap_or_default())
+            .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
             .collect();
         all.sort_by_key(|(p, _)| *p);
         results.extend(all.into_iter().map(|(_, r)| r));

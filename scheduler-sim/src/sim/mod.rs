@@ -308,24 +308,28 @@ impl Replay<'_> {
     /// only gained room where a task finished or a node came back (constraints, taints and
     /// labels do not change; placements only take room). So a task the filters reject on
     /// every node that gained is kept without asking the stack, whose answer could only be
-    /// "nowhere" (kube-scheduler's queueing hints, exact here); and within a round, a task
-    /// whose demand was just refused is not offered either ([`pending::Pending`]). Evicted
-    /// tasks were never refused and are always offered.
+    /// "nowhere" (kube-scheduler's queueing hints, exact for the built-in stacks); and within
+    /// a round, a task whose demand was just refused is not offered either
+    /// ([`pending::Pending`]). Evicted tasks were never refused and are always offered. With an
+    /// external program, which may decline a task that fits, every task is offered.
     fn retry(&mut self, stack: &mut Stack, now: u64) {
         let gained = std::mem::take(&mut self.gained);
         for &n in &gained {
             self.gained_flag[n] = false;
         }
+        // A chooser (an external program) may leave a task unplaced although nodes fit it:
+        // then "refused" says nothing about the nodes, and every task is offered again.
+        let hints = stack.chooser_name().is_none();
         let mut pending = std::mem::take(&mut self.pending);
         let nodes = &self.nodes;
         let selected = pending.select(self.tasks, |t| {
-            gained.iter().any(|&n| stack.feasible(&nodes[n], t))
+            !hints || gained.iter().any(|&n| stack.feasible(&nodes[n], t))
         });
         // Placements earlier in the round may have taken the room that made a class hopeful:
         // look again (cheaply, on the gained nodes) before asking the stack.
         pending.offer(selected, |i, unchecked| {
             let task = &self.tasks[i].task;
-            (unchecked || gained.iter().any(|&n| stack.feasible(&self.nodes[n], task)))
+            (unchecked || !hints || gained.iter().any(|&n| stack.feasible(&self.nodes[n], task)))
                 && self.try_place(stack, i, now)
         });
         self.pending = pending;

@@ -284,6 +284,30 @@ fn run_places_across_the_cluster_and_commands_find_containers() {
     );
     assert_eq!(c.placements()["by-program"], "node2");
 
+    // Images are imported per node: a node without the image refuses, and placement moves
+    // on (first-fit tries node1 first; only node2 has "solo").
+    c.ok(&["--node", "node2", "import", tar.to_str().unwrap(), "solo"]);
+    let out = c.ctl(&[
+        "run", "-d", "--name", "solo-1", "--scheduler", "first-fit", "--explain", "solo",
+        "sleep", "300",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(e.contains("node node1 refused (image"), "{e}");
+    assert!(
+        e.lines().any(|l| l.starts_with("node1") && l.contains("refused")),
+        "{e}"
+    );
+    assert!(
+        e.lines().any(|l| l.starts_with("node2") && l.contains("chosen")),
+        "{e}"
+    );
+    assert_eq!(c.placements()["solo-1"], "node2");
+    // rmi across nodes: fine where the image is, silent where it is not.
+    c.ok(&["rm", "-f", "solo-1"]);
+    let out = c.ok(&["--node", "node1,node2", "rmi", "solo"]);
+    assert!(out.contains("node2: Untagged:"), "{out}");
+
     // Commands on a container find its node.
     let out = c.ok(&["exec", "in-b", "hostname"]);
     assert!(!out.trim().is_empty());
