@@ -77,7 +77,7 @@ class AgentBench:
     def start_minid(self):
         errlog = open(os.path.join(self.work, "minid.log"), "w")
         self.minid = subprocess.Popen(
-            [self.args.minid, "--state-dir", self.state, "serve", "--listen", "127.0.0.1:0",
+            [self.args.minid, "--state-dir", self.state, "serve", "--listen", "127.0.0.1:0", "--no-bridge",
              "--run-root", self.run_root],
             stdout=subprocess.PIPE, stderr=errlog, stdin=subprocess.DEVNULL, env=ENV, text=True)
         line = self.minid.stdout.readline()
@@ -124,7 +124,7 @@ class AgentBench:
         b.enter("own")
         ours, theirs = [], []
         for w in range(3):  # warm-up, untimed
-            self.ctl("run", "--rm", "busybox", "true")
+            self.ctl("run", "--network", "none", "--rm", "busybox", "true")
             b.timed_run("crun", f"warm{w}")
         b.enter("own")
         for i in range(n):
@@ -137,7 +137,7 @@ class AgentBench:
                     theirs.append(ms)
                 else:
                     t0 = time.perf_counter_ns()
-                    r = self.ctl("run", "--rm", "busybox", "true", check=False)
+                    r = self.ctl("run", "--network", "none", "--rm", "busybox", "true", check=False)
                     t1 = time.perf_counter_ns()
                     if r.returncode != 0:
                         raise RuntimeError(f"minictl run failed in iteration {i}: {r.stderr}")
@@ -150,7 +150,7 @@ class AgentBench:
 
         def client(k):
             for j in range(each):
-                r = self.ctl("run", "--rm", "busybox", "true", check=False)
+                r = self.ctl("run", "--network", "none", "--rm", "busybox", "true", check=False)
                 if r.returncode != 0:
                     with lock:
                         failures.append(f"client {k} run {j}: exit {r.returncode}: {r.stderr.strip()}")
@@ -169,7 +169,7 @@ class AgentBench:
         ids = []
         t0 = time.perf_counter()
         for i in range(n_mem):
-            r = self.ctl("run", "-d", "--name", f"sleep{i}", "busybox", "sleep", "3600",
+            r = self.ctl("run", "--network", "none", "-d", "--name", f"sleep{i}", "busybox", "sleep", "3600",
                          stdout=subprocess.PIPE)
             ids.append(r.stdout.strip())
         started = time.perf_counter() - t0
@@ -204,7 +204,7 @@ class AgentBench:
         ours_out = os.path.join(self.work, "minictl.out")
         t0 = time.perf_counter()
         with open(ours_out, "wb") as f:
-            r = subprocess.run(self.ctl_base + ["run", "--rm", "busybox", "sh", "-c", cmd],
+            r = subprocess.run(self.ctl_base + ["run", "--network", "none", "--rm", "busybox", "sh", "-c", cmd],
                                stdout=f, stderr=subprocess.PIPE, env=ENV)
         ours = time.perf_counter() - t0
         got = os.path.getsize(ours_out)

@@ -110,8 +110,11 @@ pub struct ContainerConfig {
     pub labels: BTreeMap<String, String>,
     pub mounts: Vec<MountSpec>,
     pub resources: Resources,
-    /// "none" or "host".
+    /// "bridge" (also when empty: the default), "none" or "host".
     pub network_mode: String,
+    /// Ports to publish (bridge mode only).
+    #[serde(default)]
+    pub ports: Vec<PortSpec>,
     pub restart: RestartPolicy,
     pub tty: bool,
     pub open_stdin: bool,
@@ -121,6 +124,66 @@ pub struct ContainerConfig {
     pub read_only: bool,
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
+}
+
+/// A port to publish: `[host_ip:]host_port:container_port/protocol`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSpec {
+    /// Empty: every address of the node.
+    pub host_ip: String,
+    /// 0: a free port, chosen when the container starts.
+    pub host_port: u16,
+    pub container_port: u16,
+    /// "tcp" or "udp".
+    pub protocol: String,
+}
+
+impl PortSpec {
+    /// The engine's form (validated by [`ContainerConfig::validate`]).
+    pub fn to_publish(&self) -> Result<crate::engine::network::Publish> {
+        Ok(crate::engine::network::Publish {
+            host_ip: if self.host_ip.is_empty() {
+                None
+            } else {
+                Some(self.host_ip.parse().map_err(|_| {
+                    invalid(format!(
+                        "port host address {:?} is not an IPv4 address",
+                        self.host_ip
+                    ))
+                })?)
+            },
+            host_port: self.host_port,
+            container_port: self.container_port,
+            udp: match self.protocol.as_str() {
+                "" | "tcp" => false,
+                "udp" => true,
+                other => {
+                    return Err(invalid(format!(
+                        "port protocol {other:?} is not tcp or udp"
+                    )))
+                }
+            },
+        })
+    }
+}
+
+impl ContainerConfig {
+    /// The network mode in force: an empty one is `bridge`, as in Docker.
+    pub fn network(&self) -> &str {
+        if self.network_mode.is_empty() {
+            "bridge"
+        } else {
+            &self.network_mode
+        }
+    }
+}
+
+/// What bridge networking adds to a container's spec.
+pub struct NetSetup {
+    /// The network namespace to join.
+    pub netns: std::path::PathBuf,
+    /// Files to bind-mount: (host file, path in the container).
+    pub files: Vec<(std::path::PathBuf, &'static str)>,
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -237,17 +300,31 @@ impl ContainerConfig {
             )));
         }
         match self.network_mode.as_str() {
-            "" | "none" | "host" => {}
-            "bridge" => {
-                return Err(invalid(
-                    "network mode bridge is not available yet on this node: use none or host"
-                        .into(),
-                ))
-            }
+            "" | "none" | "host" | "bridge" => {}
             other => {
                 return Err(invalid(format!(
-                    "network mode {other:?} is not none or host"
+                    "network mode {other:?} is not bridge, none or host"
                 )))
+            }
+        }
+        if !self.ports.is_empty() && self.network() != "bridge" {
+            return Err(invalid(format!(
+                "ports are published from the bridge network; with --network {} there is nothing to publish",
+                self.network()
+            )));
+        }
+        let mut seen = HashSet::new();
+        for p in &self.ports {
+            let publish = p.to_publish()?;
+            if p.container_port == 0 {
+                return Err(invalid("a published container port must be 1-65535".into()));
+            }
+            if p.host_port != 0 && !seen.insert((publish.host_ip, publish.host_port, publish.udp)) {
+                return Err(invalid(format!(
+                    "host port {}/{} is published twice",
+                    p.host_port,
+                    if publish.udp { "udp" } else { "tcp" }
+                )));
             }
         }
         for m in &self.mounts {
@@ -298,7 +375,12 @@ impl ContainerConfig {
 }
 
 /// Edits the spec built from the image to what the config asks.
-pub fn apply(cfg: &ContainerConfig, id: &str, spec: &mut Spec) -> Result<()> {
+pub fn apply(
+    cfg: &ContainerConfig,
+    id: &str,
+    spec: &mut Spec,
+    net: Option<&NetSetup>,
+) -> Result<()> {
     spec.set_hostname(Some(if cfg.hostname.is_empty() {
         id.chars().take(12).collect()
     } else {
@@ -346,6 +428,17 @@ pub fn apply(cfg: &ContainerConfig, id: &str, spec: &mut Spec) -> Result<()> {
         }
     }
     let mut mounts = spec.mounts().clone().unwrap_or_default();
+    if let Some(n) = net {
+        for (file, target) in &n.files {
+            let mut mount = Mount::default();
+            mount.set_destination((*target).into());
+            mount.set_typ(Some("bind".into()));
+            mount.set_source(Some(file.clone()));
+            mount.set_options(Some(vec!["rbind".into(), "rprivate".into()]));
+            mounts.retain(|x| x.destination() != mount.destination());
+            mounts.push(mount);
+        }
+    }
     for m in &cfg.mounts {
         let mut mount = Mount::default();
         mount.set_destination(m.target.clone().into());
@@ -377,14 +470,21 @@ pub fn apply(cfg: &ContainerConfig, id: &str, spec: &mut Spec) -> Result<()> {
         .linux_mut()
         .as_mut()
         .ok_or_else(|| invalid("spec has no linux section".into()))?;
-    if cfg.network_mode == "host" {
-        let ns: Vec<_> = linux
+    // Host: no network namespace. Bridge: join the one minid made and wired to the bridge.
+    if cfg.network() == "host" || net.is_some() {
+        let mut ns: Vec<_> = linux
             .namespaces()
             .clone()
             .unwrap_or_default()
             .into_iter()
             .filter(|n| n.typ() != LinuxNamespaceType::Network)
             .collect();
+        if let Some(n) = net {
+            let mut joined = oci_spec::runtime::LinuxNamespace::default();
+            joined.set_typ(LinuxNamespaceType::Network);
+            joined.set_path(Some(n.netns.clone()));
+            ns.push(joined);
+        }
         linux.set_namespaces(Some(ns));
     }
     let r = &cfg.resources;
@@ -477,7 +577,48 @@ mod tests {
                     network_mode: "overlay".into(),
                     ..cfg()
                 },
-                "not none or host",
+                "not bridge, none or host",
+            ),
+            (
+                ContainerConfig {
+                    network_mode: "host".into(),
+                    ports: vec![PortSpec {
+                        container_port: 80,
+                        ..Default::default()
+                    }],
+                    ..cfg()
+                },
+                "nothing to publish",
+            ),
+            (
+                ContainerConfig {
+                    ports: vec![
+                        PortSpec {
+                            host_port: 8080,
+                            container_port: 80,
+                            ..Default::default()
+                        },
+                        PortSpec {
+                            host_port: 8080,
+                            container_port: 81,
+                            protocol: "tcp".into(),
+                            ..Default::default()
+                        },
+                    ],
+                    ..cfg()
+                },
+                "host port 8080/tcp is published twice",
+            ),
+            (
+                ContainerConfig {
+                    ports: vec![PortSpec {
+                        host_ip: "localhost".into(),
+                        container_port: 80,
+                        ..Default::default()
+                    }],
+                    ..cfg()
+                },
+                "is not an IPv4 address",
             ),
             (
                 ContainerConfig {
@@ -547,7 +688,7 @@ mod tests {
             }],
             ..cfg()
         };
-        apply(&c, "0123456789abcdef", &mut spec).unwrap();
+        apply(&c, "0123456789abcdef", &mut spec, None).unwrap();
         assert_eq!(spec.hostname().as_deref(), Some("0123456789ab"));
         let linux = spec.linux().as_ref().unwrap();
         assert!(!linux

@@ -43,6 +43,7 @@ use crate::engine::container::{self, kill::parse_signal, Runtime, Status};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fsutil;
 use crate::engine::image::{self, Image, ImageStore, ProcessOverrides};
+use crate::engine::network::{Network, NetworkConfig, Publish};
 
 /// How minid serve is set up.
 #[derive(Debug, Clone)]
@@ -59,6 +60,8 @@ pub struct DaemonConfig {
     pub capacity_memory: Option<i64>,
     pub log_max_size: u64,
     pub log_max_files: u32,
+    /// The bridge network; `None` turns bridge mode off (`none` and `host` still work).
+    pub network: Option<NetworkConfig>,
 }
 
 /// What the daemon remembers of a container besides the engine's state.
@@ -83,6 +86,9 @@ pub struct Meta {
     pub last_exit: Option<ExitInfo>,
     #[serde(default)]
     pub error: Option<String>,
+    /// The ports as published by the last start (host ports chosen), for a restarted minid.
+    #[serde(default)]
+    pub published: Vec<Publish>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -285,6 +291,8 @@ pub struct Daemon {
     /// How recently removed containers ended, by id and name, so that a client that asks
     /// for the exit of an auto-removed container (`run --rm`) just after it went still gets it.
     tombstones: Mutex<HashMap<String, (Option<ExitInfo>, Instant)>>,
+    /// The bridge network, or why there is none on this node.
+    net: std::result::Result<Network, String>,
 }
 
 /// How long a removed container's exit stays answerable.
@@ -384,6 +392,19 @@ impl Daemon {
             memory_bytes: cfg.capacity_memory.unwrap_or_else(mem_total),
         };
         let (events, _) = broadcast::channel(1024);
+        let net = match cfg.network.clone() {
+            None => Err(
+                "bridge networking is turned off on this node (minid serve --no-bridge)"
+                    .to_string(),
+            ),
+            Some(n) => {
+                let what = format!("bridge {} ({})", n.bridge, n.subnet);
+                Network::open(n).map_err(|e| {
+                    tracing::error!(error = %e, "bridge networking is unavailable; containers can use --network none or host");
+                    format!("bridge networking is unavailable on this node: setting up {what} failed: {e}")
+                })
+            }
+        };
         let d = Daemon {
             cfg,
             rt,
@@ -395,6 +416,7 @@ impl Daemon {
             capacity,
             quarantined: Mutex::new(Vec::new()),
             tombstones: Mutex::new(HashMap::new()),
+            net,
         };
         d.load_all()?;
         Ok(Arc::new(d))
@@ -470,6 +492,7 @@ impl Daemon {
                         restart_count: 0,
                         manually_stopped: true,
                         last_exit: None,
+                        published: Vec::new(),
                         error: Some(format!(
                             "its state file was unreadable ({why}) and was moved to {}; remove the container",
                             dest.display()
@@ -491,8 +514,49 @@ impl Daemon {
     /// Starts a supervisor for every loaded container (call once, inside the tokio runtime).
     pub fn supervise_all(self: &Arc<Self>) {
         let entries: Vec<_> = lock(&self.registry).by_id.values().cloned().collect();
+        // The bridge's table was rebuilt at open: running containers publish again.
+        for e in &entries {
+            let v = self.view(e);
+            if matches!(v.status, "running" | "paused") && !v.meta.published.is_empty() {
+                if let Err(err) = self.publish(&e.id, &v.meta.published) {
+                    tracing::error!(container_id = %e.id, error = %err, "publishing ports again after a restart");
+                }
+            }
+        }
         for e in entries {
             self.clone().spawn_supervisor(e);
+        }
+    }
+
+    // ---- network -----------------------------------------------------------------------
+
+    /// The bridge network, or why a container cannot have one.
+    fn bridge(&self) -> Result<&Network> {
+        self.net
+            .as_ref()
+            .map_err(|why| EngineError::Precondition(format!("{why}; use --network none or host")))
+    }
+
+    /// Publishes `ports` for bridged container `id` (replacing what it published).
+    fn publish(&self, id: &str, ports: &[Publish]) -> Result<Vec<Publish>> {
+        let n = self.bridge()?;
+        let ip = n.address_of(id).ok_or_else(|| {
+            EngineError::Other(format!("container {id} has no address on the bridge"))
+        })?;
+        n.unpublish(id)?;
+        n.publish(id, ip, ports)
+    }
+
+    /// The bridge's address (the containers' gateway), when the node has a bridge.
+    pub fn bridge_gateway(&self) -> Option<std::net::Ipv4Addr> {
+        self.net.as_ref().ok().map(|n| n.config().subnet.gateway())
+    }
+
+    /// The container's address on the bridge and its published ports, if bridged.
+    pub fn net_info(&self, id: &str) -> (Option<std::net::Ipv4Addr>, Vec<Publish>) {
+        match &self.net {
+            Ok(n) => (n.address_of(id), n.published(id)),
+            Err(_) => (None, Vec::new()),
         }
     }
 
@@ -801,8 +865,24 @@ impl Daemon {
                     other => other.into(),
                 })?;
             let mut spec = b.spec;
+            let bridged = cfg.network() == "bridge";
             let made = (|| {
-                config::apply(cfg, id, &mut spec)?;
+                let net = if bridged {
+                    let n = self.bridge()?;
+                    let ep = n.attach(id)?;
+                    let hostname = if cfg.hostname.is_empty() {
+                        id.chars().take(12).collect()
+                    } else {
+                        cfg.hostname.clone()
+                    };
+                    Some(config::NetSetup {
+                        files: n.write_files(&dir, &hostname, ep.ip)?,
+                        netns: ep.netns,
+                    })
+                } else {
+                    None
+                };
+                config::apply(cfg, id, &mut spec, net.as_ref())?;
                 fsutil::write_json_atomic(&bundle_dir.join("config.json"), &spec)?;
                 let command = spec
                     .process()
@@ -820,6 +900,7 @@ impl Daemon {
                     restart_count: 0,
                     manually_stopped: false,
                     last_exit: None,
+                    published: Vec::new(),
                     error: None,
                 };
                 self.save(&meta)?;
@@ -828,6 +909,11 @@ impl Daemon {
             })();
             if made.is_err() {
                 let _ = image::remove_bundle(&self.images, &bundle_dir);
+                if bridged {
+                    if let Ok(n) = self.bridge() {
+                        let _ = n.detach(id);
+                    }
+                }
             }
             made
         })();
@@ -899,12 +985,19 @@ impl Daemon {
         let d = self.clone();
         let id = e.id.clone();
         let open_stdin = v.meta.config.open_stdin;
-        let pid = blocking(move || {
-            match d.rt.load(&id).map(|c| c.status()) {
-                Ok(Status::Running) | Ok(Status::Paused) => {
-                    return Ok(d.rt.load(&id)?.record()?.pid);
-                }
-                Ok(Status::Created) => {}
+        let cfg = v.meta.config.clone();
+        let (pid, published) = blocking(move || {
+            let status = d.rt.load(&id).map(|c| c.status());
+            if let Ok(Status::Running) | Ok(Status::Paused) = status {
+                return Ok((d.rt.load(&id)?.record()?.pid, None));
+            }
+            // Bridge: the namespace first (made again after a reboot, with the same address),
+            // since the init joins it.
+            if cfg.network() == "bridge" {
+                d.bridge()?.attach(&id)?;
+            }
+            match status {
+                Ok(Status::Running) | Ok(Status::Paused) | Ok(Status::Created) => {}
                 Ok(Status::Stopped) | Ok(Status::Creating) => {
                     container::delete::delete(&d.rt, &id, true)?;
                     d.ensure_rootfs(&id)?;
@@ -916,13 +1009,34 @@ impl Daemon {
                 }
                 Err(other) => return Err(other),
             }
-            container::start::start(&d.rt, &id)?;
-            Ok(d.rt.load(&id)?.record()?.pid)
+            // The ports, withdrawn again if the start fails.
+            let published = if cfg.ports.is_empty() {
+                None
+            } else {
+                let ports = cfg
+                    .ports
+                    .iter()
+                    .map(|p| p.to_publish())
+                    .collect::<Result<Vec<_>>>()?;
+                Some(d.publish(&id, &ports)?)
+            };
+            if let Err(e) = container::start::start(&d.rt, &id) {
+                if published.is_some() {
+                    let _ = d.bridge().and_then(|n| n.unpublish(&id));
+                }
+                return Err(e);
+            }
+            Ok((d.rt.load(&id)?.record()?.pid, published))
         })
         .await?;
         let m = self.note_meta(e, |m| {
             m.started_at = Some(logs::format_time(SystemTime::now()));
             m.error = None;
+            if let Some(p) = &published {
+                // Host ports chosen now (for `-p 80`) are the ones a restart of minid
+                // publishes again.
+                m.published = p.clone();
+            }
         })?;
         self.emit("start", &m, BTreeMap::new());
         e.kick.notify_one();
@@ -1102,6 +1216,12 @@ impl Daemon {
             Ok(_) | Err(EngineError::ContainerNotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        // Off the bridge (idempotent; nothing to do for other modes or without a bridge).
+        if let Ok(n) = &self.net {
+            if n.address_of(id).is_some() || n.netns_path(id).exists() {
+                n.detach(id)?;
+            }
+        }
         let bundle = self.bundle_dir(id);
         if bundle.join(image::bundle::SNAPSHOT_FILE).exists() {
             image::remove_bundle(&self.images, &bundle)?;
@@ -1277,6 +1397,12 @@ impl Daemon {
         if e.removing.load(Ordering::SeqCst) || self.unhandled_exit(e).as_ref() != Some(&exit) {
             return;
         }
+        // A stopped container publishes nothing (Docker withdraws its ports too).
+        if let Ok(n) = &self.net {
+            if let Err(err) = n.unpublish(&e.id) {
+                tracing::error!(container_id = %e.id, error = %err, "withdrawing published ports");
+            }
+        }
         // Waiters first (their answer comes from the exit record itself), then the disk.
         e.observed.send_modify(|o| {
             o.exits += 1;
@@ -1428,7 +1554,7 @@ impl Daemon {
         }
         if matches!(v.status, "created" | "running" | "paused") {
             let mut spec = crate::engine::spec::default_spec();
-            config::apply(&cfg, &e.id, &mut spec)?;
+            config::apply(&cfg, &e.id, &mut spec, None)?;
             let mut res = spec
                 .linux()
                 .as_ref()
@@ -1448,7 +1574,7 @@ impl Daemon {
         // The bundle's spec follows, so a restart keeps the new limits.
         let bundle_cfg = self.bundle_dir(&e.id).join("config.json");
         if let Ok(mut spec) = crate::engine::spec::load(&self.bundle_dir(&e.id)) {
-            config::apply(&cfg, &e.id, &mut spec)?;
+            config::apply(&cfg, &e.id, &mut spec, None)?;
             fsutil::write_json_atomic(&bundle_cfg, &spec)?;
         }
         let m = self.update_meta(&e, |m| m.config = cfg)?;

@@ -19,6 +19,7 @@ pub mod fsutil;
 pub mod hooks;
 pub mod image;
 pub mod namespaces;
+pub mod network;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;

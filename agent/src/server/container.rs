@@ -148,7 +148,11 @@ impl ContainerService for Containers {
             .find(container_arg(&req.get_ref().container)?)
             .map_err(err(p.may_mutate()))?;
         let v = self.daemon.view(&e);
-        Ok(Response::new(convert::info(&v, &self.daemon.cfg.node_name)))
+        Ok(Response::new(convert::info(
+            &v,
+            &self.daemon.cfg.node_name,
+            &self.daemon,
+        )))
     }
 
     type ListStream = Stream_<pb::ContainerInfo>;
@@ -177,8 +181,10 @@ impl ContainerService for Containers {
         let node = self.daemon.cfg.node_name.clone();
         let mut views = views;
         views.sort_by(|a, b| b.meta.created_at.cmp(&a.meta.created_at));
-        let items: Vec<Result<pb::ContainerInfo, Status>> =
-            views.iter().map(|v| Ok(convert::info(v, &node))).collect();
+        let items: Vec<Result<pb::ContainerInfo, Status>> = views
+            .iter()
+            .map(|v| Ok(convert::info(v, &node, &self.daemon)))
+            .collect();
         Ok(Response::new(Box::pin(tokio_stream::iter(items))))
     }
 

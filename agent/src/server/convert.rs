@@ -47,6 +47,16 @@ pub fn config_from_pb(c: pb::ContainerConfig) -> Result<ContainerConfig> {
             unified: r.unified.into_iter().collect(),
         },
         network_mode: c.network_mode,
+        ports: c
+            .ports
+            .into_iter()
+            .map(|p| daemon::config::PortSpec {
+                host_ip: p.host_ip,
+                host_port: u16::try_from(p.host_port).unwrap_or(u16::MAX),
+                container_port: u16::try_from(p.container_port).unwrap_or(0),
+                protocol: p.protocol,
+            })
+            .collect(),
         restart,
         tty: c.tty,
         open_stdin: c.open_stdin,
@@ -91,11 +101,21 @@ pub fn config_to_pb(c: &ContainerConfig) -> pb::ContainerConfig {
             cpu_shares: r.cpu_shares,
             unified: r.unified.clone().into_iter().collect(),
         }),
-        network_mode: if c.network_mode.is_empty() {
-            "none".into()
-        } else {
-            c.network_mode.clone()
-        },
+        network_mode: c.network().into(),
+        ports: c
+            .ports
+            .iter()
+            .map(|p| pb::PortMapping {
+                host_ip: p.host_ip.clone(),
+                host_port: p.host_port.into(),
+                container_port: p.container_port.into(),
+                protocol: if p.protocol.is_empty() {
+                    "tcp".into()
+                } else {
+                    p.protocol.clone()
+                },
+            })
+            .collect(),
         restart_policy: Some(pb::RestartPolicy {
             name: c.restart.name().into(),
             max_retries: c.restart.max_retries(),
@@ -115,7 +135,20 @@ pub fn config_to_pb(c: &ContainerConfig) -> pb::ContainerConfig {
     }
 }
 
-pub fn info(v: &View, node: &str) -> pb::ContainerInfo {
+/// A published port as the API says it.
+pub fn port(p: &crate::engine::network::Publish) -> pb::PortMapping {
+    pb::PortMapping {
+        host_ip: p
+            .host_ip
+            .map(|i| i.to_string())
+            .unwrap_or_else(|| "0.0.0.0".into()),
+        host_port: p.host_port.into(),
+        container_port: p.container_port.into(),
+        protocol: if p.udp { "udp" } else { "tcp" }.into(),
+    }
+}
+
+pub fn info(v: &View, node: &str, d: &daemon::Daemon) -> pb::ContainerInfo {
     let m = &v.meta;
     let exit = v.exit.clone().unwrap_or(daemon::ExitInfo {
         code: 0,
@@ -124,6 +157,7 @@ pub fn info(v: &View, node: &str) -> pb::ContainerInfo {
         finished_at: String::new(),
     });
     let running = matches!(v.status, "running" | "paused");
+    let net = d.net_info(&m.id);
     pb::ContainerInfo {
         id: m.id.clone(),
         name: m.name.clone(),
@@ -148,7 +182,15 @@ pub fn info(v: &View, node: &str) -> pb::ContainerInfo {
         config: Some(config_to_pb(&m.config)),
         restart_count: m.restart_count,
         node: node.to_string(),
-        ip_addresses: Vec::new(),
+        ip_addresses: net.0.iter().map(|i| i.to_string()).collect(),
+        ports: net.1.iter().map(port).collect(),
+        gateway: if net.0.is_some() {
+            d.bridge_gateway()
+                .map(|g| g.to_string())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        },
     }
 }
 

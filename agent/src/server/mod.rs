@@ -75,6 +75,19 @@ pub struct ServeArgs {
     /// Rotated log files kept per container
     #[arg(long, default_value_t = 3)]
     pub log_max_files: u32,
+    /// The node's bridge for containers in bridge mode (the default network)
+    #[arg(long, default_value = "mini0")]
+    pub bridge: String,
+    /// The bridge's subnet: the bridge takes the first address, containers the others. In a
+    /// cluster, each node gets its own part of the cluster's range
+    #[arg(long, default_value = "10.88.0.0/16")]
+    pub subnet: crate::engine::network::Subnet,
+    /// minid's nftables table (masquerade and published ports; nothing else is touched)
+    #[arg(long, default_value = "minid")]
+    pub nft_table: String,
+    /// No bridge network: containers use --network none or host
+    #[arg(long, conflicts_with_all = ["bridge", "subnet", "nft_table"])]
+    pub no_bridge: bool,
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -154,6 +167,13 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         capacity_memory: args.capacity_memory,
         log_max_size: args.log_max_size.max(0) as u64,
         log_max_files: args.log_max_files.max(1),
+        network: (!args.no_bridge).then(|| crate::engine::network::NetworkConfig {
+            bridge: args.bridge.clone(),
+            subnet: args.subnet,
+            table: args.nft_table.clone(),
+            state_dir: state_dir.join("network"),
+            netns_dir: args.run_root.join("netns"),
+        }),
     })
     .with_context(|| format!("opening the state in {}", state_dir.display()))?;
     daemon.supervise_all();

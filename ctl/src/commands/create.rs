@@ -75,9 +75,13 @@ pub struct CreateArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Network: none (loopback only) or host
-    #[arg(long, default_value = "none")]
+    /// Network: bridge (its own address on the node's bridge), none (loopback only) or host
+    #[arg(long, default_value = "bridge")]
     pub network: String,
+    /// Publish a port: [host_ip:][host_port:]container_port[/tcp|udp] (no host port: a free
+    /// one)
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
     /// Mount the root filesystem read-only
     #[arg(long)]
     pub read_only: bool,
@@ -124,6 +128,47 @@ pub struct CreateArgs {
 }
 
 pub use crate::units::parse_size;
+
+/// `-p [host_ip:][host_port:]container_port[/proto]`, as Docker reads it.
+pub fn parse_publish(s: &str) -> Result<pb::PortMapping, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid --publish {s:?}: {why} (form: [host_ip:][host_port:]container_port[/tcp|udp])"
+        )
+    };
+    let (spec, proto) = match s.rsplit_once('/') {
+        Some((a, p @ ("tcp" | "udp"))) => (a, p),
+        Some(_) => return Err(bad("the protocol must be tcp or udp")),
+        None => (s, "tcp"),
+    };
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (ip, host, cont) = match parts.as_slice() {
+        [c] => ("", "", *c),
+        [h, c] => ("", *h, *c),
+        [i, h, c] => (*i, *h, *c),
+        _ => return Err(bad("too many parts")),
+    };
+    if !ip.is_empty() && ip.parse::<std::net::Ipv4Addr>().is_err() {
+        return Err(bad("the host address is not an IPv4 address"));
+    }
+    let port = |p: &str, what: &str| -> Result<u32, String> {
+        p.parse::<u16>()
+            .ok()
+            .filter(|p| *p > 0)
+            .map(u32::from)
+            .ok_or_else(|| bad(&format!("the {what} port is not 1-65535")))
+    };
+    Ok(pb::PortMapping {
+        host_ip: ip.to_string(),
+        host_port: if host.is_empty() {
+            0
+        } else {
+            port(host, "host")?
+        },
+        container_port: port(cont, "container")?,
+        protocol: proto.to_string(),
+    })
+}
 
 /// The policy `run` places with when `--scheduler` is not given: Docker Swarm's default.
 pub const DEFAULT_SCHEDULER: &str = "spread";
@@ -303,7 +348,13 @@ impl CreateArgs {
             }
             mounts.push(mt);
         }
+        let ports = self
+            .publish
+            .iter()
+            .map(|p| parse_publish(p))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(pb::ContainerConfig {
+            ports,
             image: self.image.clone(),
             cmd: self.cmd.clone(),
             entrypoint: self.entrypoint.clone().map(|e| vec![e]).unwrap_or_default(),
@@ -527,6 +578,7 @@ mod tests {
                 entrypoint: None,
                 hostname: None,
                 network: "none".into(),
+                publish: vec![],
                 read_only: false,
                 cap_add: vec![],
                 cap_drop: vec![],
@@ -547,6 +599,25 @@ mod tests {
             a.placement(&a.config()?, "c")
                 .map(|_| a.config().unwrap_or_default())
         };
+        assert!(base(&|a| a.publish = vec!["80/sctp".into()])
+            .unwrap_err()
+            .contains("tcp or udp"));
+        let p = |s: &str| {
+            parse_publish(s).map(|p| (p.host_ip, p.host_port, p.container_port, p.protocol))
+        };
+        assert_eq!(p("8080:80"), Ok(("".into(), 8080, 80, "tcp".into())));
+        assert_eq!(
+            p("127.0.0.1:5353:53/udp"),
+            Ok(("127.0.0.1".into(), 5353, 53, "udp".into()))
+        );
+        assert_eq!(p("80"), Ok(("".into(), 0, 80, "tcp".into())));
+        assert_eq!(
+            p("127.0.0.1::80"),
+            Ok(("127.0.0.1".into(), 0, 80, "tcp".into()))
+        );
+        assert!(p("host:80:80").unwrap_err().contains("IPv4"));
+        assert!(p("70000:80").unwrap_err().contains("host port"));
+        assert!(p("1:2:3:4").is_err());
         assert!(base(&|a| a.constraint = vec!["zone".into()])
             .unwrap_err()
             .contains("--constraint: invalid constraint \"zone\""));

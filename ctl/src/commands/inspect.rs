@@ -64,6 +64,10 @@ fn to_json(c: &pb::ContainerInfo) -> serde_json::Value {
             "CpuShares": r.cpu_shares,
             "BlkioWeight": r.io_weight,
             "NetworkMode": cfg.network_mode,
+            "PortBindings": cfg.ports.iter().map(|p| serde_json::json!({
+                "HostIp": p.host_ip, "HostPort": p.host_port, "ContainerPort": p.container_port,
+                "Protocol": p.protocol,
+            })).collect::<Vec<_>>(),
             "RestartPolicy": {"Name": rp.name, "MaximumRetryCount": rp.max_retries},
             "AutoRemove": cfg.auto_remove,
             "ReadonlyRootfs": cfg.read_only_rootfs,
@@ -74,7 +78,20 @@ fn to_json(c: &pb::ContainerInfo) -> serde_json::Value {
                 "ReadOnly": m.read_only, "Options": m.options,
             })).collect::<Vec<_>>(),
         },
-        "NetworkSettings": {"IPAddresses": c.ip_addresses},
+        "NetworkSettings": {
+            "IPAddress": c.ip_addresses.first().cloned().unwrap_or_default(),
+            "IPAddresses": c.ip_addresses,
+            "Gateway": c.gateway,
+            // Docker's shape: "80/tcp": [{"HostIp": .., "HostPort": ..}].
+            "Ports": c.ports.iter().fold(serde_json::Map::new(), |mut m, p| {
+                let key = format!("{}/{}", p.container_port, p.protocol);
+                let v = m.entry(key).or_insert_with(|| serde_json::json!([]));
+                if let Some(a) = v.as_array_mut() {
+                    a.push(serde_json::json!({"HostIp": p.host_ip, "HostPort": p.host_port.to_string()}));
+                }
+                m
+            }),
+        },
     })
 }
 

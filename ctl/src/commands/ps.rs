@@ -43,6 +43,20 @@ pub fn status_text(st: &pb::ContainerState) -> String {
     }
 }
 
+/// Docker's PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+pub fn ports_text(ports: &[pb::PortMapping]) -> String {
+    ports
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip, p.host_port, p.container_port, p.protocol
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn info_json(c: &pb::ContainerInfo) -> serde_json::Value {
     let st = c.state.clone().unwrap_or_default();
     serde_json::json!({
@@ -51,6 +65,7 @@ pub fn info_json(c: &pb::ContainerInfo) -> serde_json::Value {
         "Status": status_text(&st), "Pid": st.pid, "ExitCode": st.exit_code,
         "OOMKilled": st.oom_killed, "StartedAt": st.started_at, "FinishedAt": st.finished_at,
         "RestartCount": c.restart_count, "Node": c.node,
+        "Ports": ports_text(&c.ports), "IPAddress": c.ip_addresses.first().cloned().unwrap_or_default(),
         "Labels": c.config.as_ref().map(|x| x.labels.clone()).unwrap_or_default(),
     })
 }
@@ -136,7 +151,7 @@ impl PsArgs {
                 format!("\"{cmd}\""),
                 ago(&i.created_at),
                 status_text(&st),
-                String::new(),
+                ports_text(&i.ports),
                 i.name.clone(),
             ];
             if several {

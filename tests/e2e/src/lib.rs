@@ -144,6 +144,79 @@ pub struct Identity {
     pub key: Option<PathBuf>,
 }
 
+/// A private bridge network for one test agent: bridge `mte<n>`, subnet `10.199.<n>.0/24`,
+/// nftables table `minie2e<n>`. A lock file holds slot `n`, so test processes running at
+/// once never share one; the bridge and the table are removed on drop (after the agent, which
+/// removed its containers' veths and namespaces).
+pub struct NetSlot {
+    pub n: u32,
+    _lock: std::fs::File,
+}
+
+impl NetSlot {
+    pub fn take() -> NetSlot {
+        let dir = Path::new("/tmp/mini-e2e-net");
+        std::fs::create_dir_all(dir).expect("lock dir");
+        for n in 0..250 {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{n}.lock")))
+                .expect("lock file");
+            use std::os::fd::AsRawFd;
+            // SAFETY: flock on a descriptor we own; the lock lives as long as the file.
+            if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                let slot = NetSlot { n, _lock: f };
+                slot.clean();
+                return slot;
+            }
+        }
+        panic!("no free e2e network slot");
+    }
+
+    pub fn bridge(&self) -> String {
+        format!("mte{}", self.n)
+    }
+
+    pub fn table(&self) -> String {
+        format!("minie2e{}", self.n)
+    }
+
+    pub fn subnet(&self) -> String {
+        format!("10.199.{}.0/24", self.n)
+    }
+
+    pub fn serve_args(&self) -> Vec<String> {
+        vec![
+            "--bridge".into(),
+            self.bridge(),
+            "--subnet".into(),
+            self.subnet(),
+            "--nft-table".into(),
+            self.table(),
+        ]
+    }
+
+    /// Removes the slot's bridge and table (left by a crashed earlier run, or ours).
+    fn clean(&self) {
+        let _ = Command::new("nft")
+            .args(["delete", "table", "ip", &self.table()])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.bridge()])
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for NetSlot {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
 /// A running `minid serve`.
 pub struct Node {
     pub dir: tempfile::TempDir,
@@ -156,6 +229,9 @@ pub struct Node {
     pub log: PathBuf,
     /// The operator identity for `ctl` and clean-up, when not the development PKI's.
     pub operator: Option<Identity>,
+    /// The node's private bridge network (dropped after the agent stops: fields drop after
+    /// `Drop::drop`).
+    pub net: Option<NetSlot>,
 }
 
 impl Node {
@@ -168,8 +244,19 @@ impl Node {
         n
     }
 
-    /// Starts an agent with extra `serve` flags and no image.
-    pub fn start_with(serve_args: Vec<String>) -> Node {
+    /// Starts an agent with extra `serve` flags and no image. Unless the flags set up the
+    /// network themselves, the agent gets a private bridge network ([`NetSlot`]).
+    pub fn start_with(mut serve_args: Vec<String>) -> Node {
+        let net = if serve_args
+            .iter()
+            .any(|a| a == "--bridge" || a == "--no-bridge")
+        {
+            None
+        } else {
+            let slot = NetSlot::take();
+            serve_args.extend(slot.serve_args());
+            Some(slot)
+        };
         let dir = tempfile::Builder::new()
             .prefix("mini-e2e-")
             .tempdir()
@@ -186,6 +273,7 @@ impl Node {
             log,
             dir,
             operator: None,
+            net,
         };
         n.launch();
         n

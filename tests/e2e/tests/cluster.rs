@@ -288,18 +288,28 @@ fn run_places_across_the_cluster_and_commands_find_containers() {
     // on (first-fit tries node1 first; only node2 has "solo").
     c.ok(&["--node", "node2", "import", tar.to_str().unwrap(), "solo"]);
     let out = c.ctl(&[
-        "run", "-d", "--name", "solo-1", "--scheduler", "first-fit", "--explain", "solo",
-        "sleep", "300",
+        "run",
+        "-d",
+        "--name",
+        "solo-1",
+        "--scheduler",
+        "first-fit",
+        "--explain",
+        "solo",
+        "sleep",
+        "300",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let e = stderr(&out);
     assert!(e.contains("node node1 refused (image"), "{e}");
     assert!(
-        e.lines().any(|l| l.starts_with("node1") && l.contains("refused")),
+        e.lines()
+            .any(|l| l.starts_with("node1") && l.contains("refused")),
         "{e}"
     );
     assert!(
-        e.lines().any(|l| l.starts_with("node2") && l.contains("chosen")),
+        e.lines()
+            .any(|l| l.starts_with("node2") && l.contains("chosen")),
         "{e}"
     );
     assert_eq!(c.placements()["solo-1"], "node2");

@@ -1,0 +1,273 @@
+//! Links, addresses and routes over rtnetlink, and network namespaces kept by bind mounts.
+//!
+//! The engine is synchronous; each operation runs on a fresh thread with a current-thread
+//! tokio runtime for rtnetlink. That thread is also where a namespace is entered: a netlink
+//! socket belongs to the network namespace its thread was in when it was opened, so the
+//! container side of a veth is configured over a socket opened after `setns`, while the host
+//! side keeps a socket opened before. The thread ends with the operation, so no thread of
+//! minid is ever left in a container's namespace.
+
+use std::fs::File;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::Path;
+
+use futures::TryStreamExt;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth, RouteMessageBuilder};
+
+use crate::engine::{EngineError, Result};
+
+fn nl_err(what: &str, e: impl std::fmt::Display) -> EngineError {
+    EngineError::Other(format!("{what}: {e}"))
+}
+
+/// Runs `f` on a new thread with a tokio runtime; `f` may enter namespaces.
+fn on_thread<T: Send>(f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|_| Err(EngineError::Other("network thread panicked".into())))
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| nl_err("network runtime", e))
+}
+
+/// A netlink connection in this thread's current network namespace.
+fn connect() -> Result<Handle> {
+    let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| nl_err("netlink socket", e))?;
+    tokio::spawn(conn);
+    Ok(handle)
+}
+
+/// Whether `e` is the kernel's "no such device" (a link that does not exist, or no more).
+fn is_enodev(e: &rtnetlink::Error) -> bool {
+    matches!(e, rtnetlink::Error::NetlinkError(m) if m.raw_code().abs() == libc::ENODEV)
+}
+
+async fn index_of(h: &Handle, name: &str) -> Result<Option<u32>> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(l)) => Ok(Some(l.header.index)),
+        Ok(None) => Ok(None),
+        // The kernel answers a lookup of a missing name with ENODEV.
+        Err(e) if is_enodev(&e) => Ok(None),
+        Err(e) => Err(nl_err(&format!("looking up link {name}"), e)),
+    }
+}
+
+async fn need_index(h: &Handle, name: &str) -> Result<u32> {
+    index_of(h, name)
+        .await?
+        .ok_or_else(|| EngineError::Other(format!("link {name} does not exist")))
+}
+
+/// Makes bridge `name` exist, up, with `gateway/prefix` on it. Idempotent.
+pub fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
+    on_thread(|| {
+        runtime()?.block_on(async {
+            let h = connect()?;
+            let idx = match index_of(&h, name).await? {
+                Some(i) => i,
+                None => {
+                    h.link()
+                        .add(LinkBridge::new(name).build())
+                        .execute()
+                        .await
+                        .map_err(|e| nl_err(&format!("creating bridge {name}"), e))?;
+                    need_index(&h, name).await?
+                }
+            };
+            let mut addrs = h.address().get().set_link_index_filter(idx).execute();
+            let mut has = false;
+            while let Some(a) = addrs
+                .try_next()
+                .await
+                .map_err(|e| nl_err("listing addresses", e))?
+            {
+                use rtnetlink::packet_route::address::AddressAttribute;
+                has |= a.attributes.iter().any(|at| {
+                    matches!(at, AddressAttribute::Address(std::net::IpAddr::V4(ip)) if *ip == gateway)
+                });
+            }
+            if !has {
+                h.address()
+                    .add(idx, gateway.into(), prefix)
+                    .execute()
+                    .await
+                    .map_err(|e| nl_err(&format!("adding {gateway}/{prefix} to {name}"), e))?;
+            }
+            h.link()
+                .set(LinkUnspec::new_with_index(idx).up().build())
+                .execute()
+                .await
+                .map_err(|e| nl_err(&format!("setting {name} up"), e))
+        })
+    })
+}
+
+/// Deletes link `name` if it exists (a veth takes its peer with it).
+pub fn delete_link(name: &str) -> Result<()> {
+    on_thread(|| {
+        runtime()?.block_on(async {
+            let h = connect()?;
+            if let Some(i) = index_of(&h, name).await? {
+                match h.link().del(i).execute().await {
+                    // Gone meanwhile (its namespace's end took it along): as wanted.
+                    Err(e) if is_enodev(&e) => {}
+                    r => r.map_err(|e| nl_err(&format!("deleting link {name}"), e))?,
+                }
+            }
+            Ok(())
+        })
+    })
+}
+
+/// Whether link `name` exists in the host's namespace.
+pub fn link_exists(name: &str) -> Result<bool> {
+    on_thread(|| runtime()?.block_on(async { Ok(index_of(&connect()?, name).await?.is_some()) }))
+}
+
+/// Creates a network namespace kept by a bind mount at `path` (an empty file is made).
+pub fn create_netns(path: &Path) -> Result<()> {
+    File::create(path).map_err(|e| EngineError::io("create", path, e))?;
+    let made = on_thread(|| {
+        unshare(CloneFlags::CLONE_NEWNET)
+            .map_err(|e| EngineError::sys("unshare(CLONE_NEWNET)".to_string(), e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| EngineError::sys(format!("bind-mounting a netns on {}", path.display()), e))
+    });
+    if made.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    made
+}
+
+/// Releases the namespace kept at `path` (it ends with its last process) and removes the
+/// file. Idempotent.
+pub fn delete_netns(path: &Path) -> Result<()> {
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+        Err(e) => {
+            return Err(EngineError::sys(
+                format!("unmounting netns {}", path.display()),
+                e,
+            ))
+        }
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(EngineError::io("remove", path, e)),
+    }
+}
+
+/// What [`attach_veth`] sets up.
+pub struct VethPlan<'a> {
+    pub bridge: &'a str,
+    pub netns: &'a Path,
+    /// The host end's name (at most 15 bytes); the container end becomes `eth0`.
+    pub host_if: &'a str,
+    /// A temporary name for the container end while it is still on the host.
+    pub peer_if: &'a str,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+    pub mtu: Option<u32>,
+}
+
+/// Creates a veth pair: the host end joins the bridge, the other end moves into the
+/// namespace as `eth0` with the address and a default route via the gateway. On failure the
+/// pair is deleted (the caller owns the namespace and the address).
+pub fn attach_veth(p: &VethPlan) -> Result<()> {
+    let r = on_thread(|| runtime()?.block_on(attach_veth_async(p)));
+    if r.is_err() {
+        let _ = delete_link(p.host_if);
+    }
+    r
+}
+
+async fn attach_veth_async(p: &VethPlan<'_>) -> Result<()> {
+    let host = connect()?;
+    let br = need_index(&host, p.bridge).await?;
+    let mut veth = LinkVeth::new(p.host_if, p.peer_if);
+    if let Some(m) = p.mtu {
+        veth = veth.mtu(m);
+    }
+    host.link()
+        .add(veth.build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(&format!("creating veth {}", p.host_if), e))?;
+    let ns = File::open(p.netns).map_err(|e| EngineError::io("open", p.netns, e))?;
+    let peer = need_index(&host, p.peer_if).await?;
+    host.link()
+        .set(
+            LinkUnspec::new_with_index(peer)
+                .setns_by_fd(ns.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl_err("moving the veth into the container's namespace", e))?;
+    let hi = need_index(&host, p.host_if).await?;
+    host.link()
+        .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err(&format!("attaching {} to {}", p.host_if, p.bridge), e))?;
+    // From here on this thread is in the container's namespace; `host` stays on the host's.
+    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+        .map_err(|e| EngineError::sys("entering the container's netns".to_string(), e))?;
+    let c = connect()?;
+    let lo = need_index(&c, "lo").await?;
+    c.link()
+        .set(LinkUnspec::new_with_index(lo).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err("setting lo up", e))?;
+    let idx = need_index(&c, p.peer_if).await?;
+    c.link()
+        .set(LinkUnspec::new_with_index(idx).name("eth0").build())
+        .execute()
+        .await
+        .map_err(|e| nl_err("renaming the container's interface to eth0", e))?;
+    c.address()
+        .add(idx, p.ip.into(), p.prefix)
+        .execute()
+        .await
+        .map_err(|e| nl_err(&format!("adding {}/{} to eth0", p.ip, p.prefix), e))?;
+    c.link()
+        .set(LinkUnspec::new_with_index(idx).up().build())
+        .execute()
+        .await
+        .map_err(|e| nl_err("setting eth0 up", e))?;
+    c.route()
+        .add(
+            RouteMessageBuilder::<Ipv4Addr>::new()
+                .gateway(p.gateway)
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(|e| nl_err(&format!("adding the default route via {}", p.gateway), e))
+}
+
+/// Writes `value` to a sysctl under /proc/sys (`net/ipv4/ip_forward`).
+pub fn sysctl(key: &str, value: &str) -> Result<()> {
+    let path = Path::new("/proc/sys").join(key);
+    std::fs::write(&path, value).map_err(|e| EngineError::io("write", &path, e))
+}
