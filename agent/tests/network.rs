@@ -50,6 +50,8 @@ impl Lab {
             table: table.clone(),
             state_dir: dir.path().join("state"),
             netns_dir: dir.path().join("netns"),
+            cluster_cidr: None,
+            routes: Vec::new(),
         };
         let mut lab = Lab {
             dir,

@@ -88,6 +88,24 @@ pub struct ServeArgs {
     /// No bridge network: containers use --network none or host
     #[arg(long, conflicts_with_all = ["bridge", "subnet", "nft_table"])]
     pub no_bridge: bool,
+    /// The cluster's whole container range (every node's --subnet is part of it): traffic
+    /// between containers of different nodes keeps its source address
+    #[arg(long)]
+    pub cluster_cidr: Option<crate::engine::network::Subnet>,
+    /// A route to another node's subnet: SUBNET=NODE_ADDRESS (repeatable)
+    #[arg(long = "route", value_parser = parse_route)]
+    pub routes: Vec<(crate::engine::network::Subnet, std::net::Ipv4Addr)>,
+}
+
+fn parse_route(s: &str) -> Result<(crate::engine::network::Subnet, std::net::Ipv4Addr), String> {
+    let (dst, via) = s
+        .split_once('=')
+        .ok_or_else(|| format!("route {s:?} is not SUBNET=NODE_ADDRESS"))?;
+    Ok((
+        dst.parse()?,
+        via.parse()
+            .map_err(|_| format!("route {s:?}: {via:?} is not an IPv4 address"))?,
+    ))
 }
 
 fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -173,6 +191,8 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             table: args.nft_table.clone(),
             state_dir: state_dir.join("network"),
             netns_dir: args.run_root.join("netns"),
+            cluster_cidr: args.cluster_cidr,
+            routes: args.routes.clone(),
         }),
     })
     .with_context(|| format!("opening the state in {}", state_dir.display()))?;

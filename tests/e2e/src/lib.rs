@@ -144,6 +144,24 @@ pub struct Identity {
     pub key: Option<PathBuf>,
 }
 
+/// minictl against a cluster inventory, with `home` as HOME (no default inventory or config
+/// of the user's) and no MINICTL_* variables.
+pub fn ctl_cluster(home: &Path, inventory: &Path, args: &[&str]) -> Output {
+    Command::new(bin("minictl"))
+        .env_remove("MINICTL_TLS_CA")
+        .env_remove("MINICTL_TLS_CERT")
+        .env_remove("MINICTL_TLS_KEY")
+        .env_remove("MINICTL_NODE")
+        .env_remove("MINICTL_CLUSTER")
+        .env("HOME", home)
+        .arg("--cluster")
+        .arg(inventory)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run minictl")
+}
+
 /// A private bridge network for one test agent: bridge `mte<n>`, subnet `10.199.<n>.0/24`,
 /// nftables table `minie2e<n>`. A lock file holds slot `n`, so test processes running at
 /// once never share one; the bridge and the table are removed on drop (after the agent, which

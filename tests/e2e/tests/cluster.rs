@@ -43,19 +43,7 @@ impl Cluster {
     }
 
     fn ctl_with(&self, inventory: &Path, args: &[&str]) -> Output {
-        Command::new(bin("minictl"))
-            .env_remove("MINICTL_TLS_CA")
-            .env_remove("MINICTL_TLS_CERT")
-            .env_remove("MINICTL_TLS_KEY")
-            .env_remove("MINICTL_NODE")
-            .env_remove("MINICTL_CLUSTER")
-            .env("HOME", self.home.path())
-            .arg("--cluster")
-            .arg(inventory)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
+        mini_e2e::ctl_cluster(self.home.path(), inventory, args)
     }
 
     fn ok(&self, args: &[&str]) -> String {

@@ -45,6 +45,11 @@ pub struct NetworkConfig {
     pub state_dir: PathBuf,
     /// Where container namespaces are kept (`<run-root>/netns`).
     pub netns_dir: PathBuf,
+    /// The whole cluster's container range (each node's subnet is part of it): traffic to
+    /// it keeps its source address instead of being masqueraded.
+    pub cluster_cidr: Option<Subnet>,
+    /// Routes to other nodes' subnets: (their subnet, their address).
+    pub routes: Vec<(Subnet, Ipv4Addr)>,
 }
 
 /// A container's place on the bridge.
@@ -107,7 +112,29 @@ impl Network {
         netlink::ensure_bridge(&cfg.bridge, cfg.subnet.gateway(), cfg.subnet.prefix)?;
         netlink::sysctl("net/ipv4/ip_forward", "1")?;
         netlink::sysctl(&format!("net/ipv4/conf/{}/route_localnet", cfg.bridge), "1")?;
-        nft::apply(&nft::table_script(&cfg.table, &cfg.bridge, cfg.subnet))?;
+        if let Some(c) = cfg.cluster_cidr {
+            if !c.overlaps(cfg.subnet) || c.prefix > cfg.subnet.prefix {
+                return Err(EngineError::InvalidArgument(format!(
+                    "the node's subnet {} is not part of the cluster range {c}",
+                    cfg.subnet
+                )));
+            }
+        }
+        for (dst, via) in &cfg.routes {
+            if dst.overlaps(cfg.subnet) {
+                return Err(EngineError::InvalidArgument(format!(
+                    "route to {dst} overlaps this node's own subnet {}",
+                    cfg.subnet
+                )));
+            }
+            netlink::ensure_route(dst.network, dst.prefix, *via)?;
+        }
+        nft::apply(&nft::table_script(
+            &cfg.table,
+            &cfg.bridge,
+            cfg.subnet,
+            cfg.cluster_cidr,
+        ))?;
         Ok(Network {
             cfg,
             ipam: Mutex::new(ipam),

@@ -266,6 +266,26 @@ async fn attach_veth_async(p: &VethPlan<'_>) -> Result<()> {
         .map_err(|e| nl_err(&format!("adding the default route via {}", p.gateway), e))
 }
 
+/// Routes `dst` via `gateway` in the host's main table (replacing a route to `dst` there).
+pub fn ensure_route(dst: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> Result<()> {
+    on_thread(|| {
+        runtime()?.block_on(async {
+            connect()?
+                .route()
+                .add(
+                    RouteMessageBuilder::<Ipv4Addr>::new()
+                        .destination_prefix(dst, prefix)
+                        .gateway(gateway)
+                        .build(),
+                )
+                .replace()
+                .execute()
+                .await
+                .map_err(|e| nl_err(&format!("routing {dst}/{prefix} via {gateway}"), e))
+        })
+    })
+}
+
 /// Writes `value` to a sysctl under /proc/sys (`net/ipv4/ip_forward`).
 pub fn sysctl(key: &str, value: &str) -> Result<()> {
     let path = Path::new("/proc/sys").join(key);

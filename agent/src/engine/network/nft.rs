@@ -46,7 +46,11 @@ impl Publish {
 
 /// The whole table for `bridge` and `subnet`, replacing any earlier one in the same
 /// transaction (so a restart starts clean: published ports are added again by the caller).
-pub fn table_script(table: &str, bridge: &str, subnet: Subnet) -> String {
+pub fn table_script(table: &str, bridge: &str, subnet: Subnet, cluster: Option<Subnet>) -> String {
+    // Within the cluster's range, containers of other nodes see the real source address.
+    let not_cluster = cluster
+        .map(|c| format!("ip daddr != {c} "))
+        .unwrap_or_default();
     format!(
         "table ip {table} {{}}
 delete table ip {table}
@@ -72,7 +76,7 @@ table ip {table} {{
     }}
     chain postrouting {{
         type nat hook postrouting priority srcnat; policy accept;
-        ip saddr {subnet} oifname != \"{bridge}\" masquerade
+        ip saddr {subnet} {not_cluster}oifname != \"{bridge}\" masquerade
         ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade
     }}
     chain forward {{
@@ -172,9 +176,18 @@ mod tests {
 
     #[test]
     fn scripts_name_the_table_bridge_subnet_and_ports() {
-        let t = table_script("minid", "mini0", "10.88.0.0/16".parse().unwrap());
+        let t = table_script("minid", "mini0", "10.88.0.0/16".parse().unwrap(), None);
         assert!(t.starts_with("table ip minid {}\ndelete table ip minid\n"));
         assert!(t.contains("ip saddr 10.88.0.0/16 oifname != \"mini0\" masquerade"));
+        let t = table_script(
+            "minid",
+            "mini0",
+            "10.88.2.0/24".parse().unwrap(),
+            Some("10.88.0.0/16".parse().unwrap()),
+        );
+        assert!(t.contains(
+            "ip saddr 10.88.2.0/24 ip daddr != 10.88.0.0/16 oifname != \"mini0\" masquerade"
+        ));
         let ports = [
             Publish {
                 host_ip: None,
