@@ -134,6 +134,8 @@ impl PsArgs {
             "STATUS",
             "PORTS",
             "NAMES",
+            // Not one of Docker's columns: the container's address on its node's bridge.
+            "ADDRESS",
         ];
         if several {
             header.push("NODE");
@@ -153,6 +155,7 @@ impl PsArgs {
                 status_text(&st),
                 ports_text(&i.ports),
                 i.name.clone(),
+                i.ip_addresses.join(","),
             ];
             if several {
                 // The inventory's name, else the node's own, else its address.

@@ -218,6 +218,32 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
     );
     n.ok(&["rm", "-f", "clash"]);
 
+    // ps shows the address; a stopped container publishes nothing, and again when started.
+    let ps = n.ok(&["ps"]);
+    assert!(
+        ps.lines().next().unwrap().contains("ADDRESS") && ps.contains(&ip),
+        "{ps}"
+    );
+    n.ok(&["stop", "-t", "1", "web"]);
+    assert!(
+        http_get(&format!("127.0.0.1:{port}")).is_err(),
+        "withdrawn on stop"
+    );
+    assert!(n.inspect("web")["NetworkSettings"]["Ports"]
+        .as_object()
+        .unwrap()
+        .is_empty());
+    n.ok(&["start", "web"]);
+    let port = host_port(&n, "web");
+    n.until(Duration::from_secs(5), "httpd answering again", || {
+        http_get(&format!("127.0.0.1:{port}")).is_ok_and(|b| b == "hello from web\n")
+    });
+    assert_eq!(
+        n.inspect("web")["NetworkSettings"]["IPAddress"],
+        ip.as_str(),
+        "the address is kept across a restart"
+    );
+
     // The agent killed and started again: the container keeps running and its port works.
     n.kill9();
     n.launch();
@@ -227,6 +253,15 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
         "{got:?}\n{}",
         n.log()
     );
+    // The table was rebuilt, not added to: one element for the port, one masquerade rule.
+    let table = n.net.as_ref().unwrap().table();
+    let rules = stdout(&sh(&["nft", "list", "table", "ip", &table]));
+    assert_eq!(
+        rules.matches(&format!("tcp . {port} :")).count(),
+        1,
+        "{rules}"
+    );
+    assert_eq!(rules.matches("masquerade").count(), 2, "{rules}");
 
     // Removal: the veth goes, the port is free again.
     let id = n.inspect("web")["Id"].as_str().unwrap().to_string();
