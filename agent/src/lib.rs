@@ -12,4 +12,5 @@ pub mod engine;
 pub mod runtime;
 pub mod server;
 pub mod shim;
+pub mod telemetry;
 pub mod tls;

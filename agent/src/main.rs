@@ -47,7 +47,7 @@ enum Command {
     #[command(hide = true)]
     ExecHelper(minid::engine::container::exec::ExecArgs),
     /// Serve the node's gRPC API (ContainerService, ImageService, NodeService) over mutual TLS
-    Serve(minid::server::ServeArgs),
+    Serve(Box<minid::server::ServeArgs>),
     /// Per-container monitor (started by `runtime create`; not for direct use)
     #[command(hide = true)]
     Shim(minid::shim::ShimArgs),
@@ -113,7 +113,7 @@ fn main() {
         },
         Command::Shim(args) => minid::shim::main(args),
         Command::ExecHelper(args) => minid::engine::container::exec::main(args),
-        Command::Serve(args) => match minid::server::run(cli.state_dir, args) {
+        Command::Serve(args) => match minid::server::run(cli.state_dir, *args) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("minid serve: {e:#}");

@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// between containers of different nodes keeps its source address
     #[arg(long)]
     pub cluster_cidr: Option<crate::engine::network::Subnet>,
+    /// Serve Prometheus metrics (cAdvisor's names, and the agent's own) on this address, at
+    /// /metrics, plain HTTP
+    #[arg(long)]
+    pub metrics_listen: Option<SocketAddr>,
     /// A route to another node's subnet: SUBNET=NODE_ADDRESS (repeatable)
     #[arg(long = "route", value_parser = parse_route)]
     pub routes: Vec<(crate::engine::network::Subnet, std::net::Ipv4Addr)>,
@@ -249,8 +253,26 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
     let node = NodeServiceServer::new(node::Node {
         daemon: daemon.clone(),
     });
+    let rpc = std::sync::Arc::new(crate::telemetry::rpc::RpcMetrics::default());
+    if let Some(addr) = args.metrics_listen {
+        let src = std::sync::Arc::new(crate::telemetry::prometheus::Source {
+            daemon: daemon.clone(),
+            rpc: rpc.clone(),
+            cert: paths.cert.clone(),
+        });
+        // Bound here, so that a taken address fails the start instead of a log line later.
+        let l = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+        drop(l);
+        tokio::spawn(async move {
+            if let Err(e) = crate::telemetry::prometheus::serve(addr, src).await {
+                tracing::error!(error = %format!("{e:#}"), "the metrics endpoint stopped");
+            }
+        });
+    }
     let server = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(std::time::Duration::from_secs(30)))
+        .layer(crate::telemetry::rpc::RpcLayer(rpc))
         .add_service(health)
         .add_service(containers)
         .add_service(images)
