@@ -92,6 +92,10 @@ pub struct ServeArgs {
     /// between containers of different nodes keeps its source address
     #[arg(long)]
     pub cluster_cidr: Option<crate::engine::network::Subnet>,
+    /// Push container metrics to this OpenTelemetry collector (OTLP/gRPC, http://host:4317);
+    /// else OTEL_EXPORTER_OTLP_ENDPOINT. OTEL_METRIC_EXPORT_INTERVAL (ms) sets the interval
+    #[arg(long)]
+    pub otlp_endpoint: Option<String>,
     /// Serve Prometheus metrics (cAdvisor's names, and the agent's own) on this address, at
     /// /metrics, plain HTTP
     #[arg(long)]
@@ -254,11 +258,24 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         daemon: daemon.clone(),
     });
     let rpc = std::sync::Arc::new(crate::telemetry::rpc::RpcMetrics::default());
+    let otlp = crate::telemetry::otlp::OtlpConfig::from_env(args.otlp_endpoint.as_deref(), |k| {
+        std::env::var(k).ok()
+    })?
+    .map(|cfg| {
+        let stats = std::sync::Arc::new(crate::telemetry::otlp::ExportStats::default());
+        tokio::spawn(crate::telemetry::otlp::run(
+            cfg,
+            daemon.clone(),
+            stats.clone(),
+        ));
+        stats
+    });
     if let Some(addr) = args.metrics_listen {
         let src = std::sync::Arc::new(crate::telemetry::prometheus::Source {
             daemon: daemon.clone(),
             rpc: rpc.clone(),
             cert: paths.cert.clone(),
+            otlp: otlp.clone(),
         });
         // Bound here, so that a taken address fails the start instead of a log line later.
         let l = std::net::TcpListener::bind(addr)

@@ -6,5 +6,6 @@
 //!   cAdvisor's names for container metrics so existing dashboards and alerts work, and the
 //!   agent's own health.
 
+pub mod otlp;
 pub mod prometheus;
 pub mod rpc;

@@ -31,6 +31,8 @@ pub struct Source {
     pub rpc: Arc<RpcMetrics>,
     /// The node's certificate, for its expiry.
     pub cert: PathBuf,
+    /// The OTLP exporter's counts, when it runs.
+    pub otlp: Option<Arc<super::otlp::ExportStats>>,
 }
 
 /// A label value escaped for the text format.
@@ -299,6 +301,31 @@ pub fn render(src: &Source) -> String {
         .and_then(|c| unix(&c.not_after))
     {
         let _ = writeln!(out, "# HELP minid_tls_certificate_expiry_timestamp_seconds When the node's TLS certificate expires, seconds since the epoch.\n# TYPE minid_tls_certificate_expiry_timestamp_seconds gauge\nminid_tls_certificate_expiry_timestamp_seconds {t}");
+    }
+    if let Some(o) = &src.otlp {
+        use std::sync::atomic::Ordering::Relaxed;
+        for (name, help, v) in [
+            (
+                "minid_otlp_exports_total",
+                "OTLP metric exports the collector accepted.",
+                o.exports.load(Relaxed),
+            ),
+            (
+                "minid_otlp_failed_exports_total",
+                "OTLP metric exports that failed or timed out.",
+                o.failed_exports.load(Relaxed),
+            ),
+            (
+                "minid_otlp_dropped_points_total",
+                "Data points of failed exports, dropped.",
+                o.dropped_points.load(Relaxed),
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        }
     }
     let _ = writeln!(
         out,

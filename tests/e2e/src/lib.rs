@@ -469,6 +469,39 @@ impl Node {
         panic!("timed out waiting for {what}");
     }
 
+    /// Imports busybox and starts the two containers the metrics tests measure: `busy`, a
+    /// shell loop limited to half a CPU, and `mem`, which keeps 32 MiB in a tmpfs file (and
+    /// a 128 MiB limit). Returns `busy`'s id.
+    pub fn start_load(&self) -> String {
+        let tar = busybox_tar(self.dir.path());
+        self.ok(&["import", tar.to_str().expect("utf-8 path"), "busybox"]);
+        let busy = self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "busy",
+            "--cpus",
+            "0.5",
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done",
+        ]);
+        self.ok(&[
+            "run",
+            "-d",
+            "--name",
+            "mem",
+            "-m",
+            "128m",
+            "busybox",
+            "sh",
+            "-c",
+            "dd if=/dev/zero of=/dev/shm/fill bs=1M count=32 2>/dev/null; exec sleep 600",
+        ]);
+        busy.trim().to_string()
+    }
+
     /// The agent's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()

@@ -42,33 +42,7 @@ fn prometheus_endpoint_reports_containers_and_the_agent() {
     };
     let addr = format!("127.0.0.1:{port}");
     let n = Node::start_with(vec!["--metrics-listen".into(), addr.clone()]);
-    let tar = mini_e2e::busybox_tar(n.dir.path());
-    n.ok(&["import", tar.to_str().unwrap(), "busybox"]);
-    let busy = n.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "busy",
-        "--cpus",
-        "0.5",
-        "busybox",
-        "sh",
-        "-c",
-        "while :; do :; done",
-    ]);
-    let busy = busy.trim().to_string();
-    n.ok(&[
-        "run",
-        "-d",
-        "--name",
-        "mem",
-        "-m",
-        "128m",
-        "busybox",
-        "sh",
-        "-c",
-        "dd if=/dev/zero of=/dev/shm/fill bs=1M count=32 2>/dev/null; exec sleep 600",
-    ]);
+    let busy = n.start_load();
     // A failing call, to be counted with its status.
     assert!(!n.ctl(&["inspect", "nosuch"]).status.success());
 
