@@ -53,27 +53,19 @@ enum Command {
     Shim(minid::shim::ShimArgs),
 }
 
-/// Warnings from the engine (`tracing::warn!`) go to stderr, one line each; the runtime CLI's
-/// stdout stays machine-readable (`state`, `list --format json`).
-fn init_logging(serve: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG").unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if serve {
-            "info,h2=warn,tower=warn"
-        } else {
-            "warn"
-        })
-    });
-    let b = tracing_subscriber::fmt()
+/// Warnings from the engine (`tracing::warn!`) go to stderr, one plain line each; the runtime
+/// CLI's stdout stays machine-readable (`state`, `list --format json`). (`serve` sets up its
+/// own service log, with traces: `minid::server::run`.)
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_target(false);
-    // The agent's log is a service log (timestamps); the CLIs print plain lines.
-    let _ = if serve {
-        b.try_init()
-    } else {
-        b.without_time().try_init()
-    };
+        .with_target(false)
+        .without_time()
+        .try_init();
 }
 
 fn main() {
@@ -91,12 +83,15 @@ fn main() {
         .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_default();
     if argv0 == "minid-runtime" {
-        init_logging(false);
+        init_logging();
         let cli = RuntimeCli::parse();
         std::process::exit(minid::runtime::main_as(cli, true));
     }
     let cli = Cli::parse();
-    init_logging(matches!(cli.command, Command::Serve(_)));
+    // `serve` sets its own up (it adds the traces exporter).
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging();
+    }
     let code = match cli.command {
         Command::Runtime { args } => {
             let mut full = vec!["minid runtime".to_string()];

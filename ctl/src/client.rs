@@ -4,7 +4,11 @@
 use mini_proto::v1::container_service_client::ContainerServiceClient;
 use mini_proto::v1::image_service_client::ImageServiceClient;
 use mini_proto::v1::node_service_client::NodeServiceClient;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// Every call goes through [`crate::trace::inject`] (the command's `traceparent`).
+pub type Traced = InterceptedService<Channel, crate::trace::Inject>;
 
 use crate::tls::{self, TlsFiles};
 
@@ -21,9 +25,9 @@ pub struct Client {
     /// Kept to diagnose a refused connection.
     tls: std::sync::Arc<rustls::ClientConfig>,
     has_cert: bool,
-    pub containers: ContainerServiceClient<Channel>,
-    pub images: ImageServiceClient<Channel>,
-    pub node: NodeServiceClient<Channel>,
+    pub containers: ContainerServiceClient<Traced>,
+    pub images: ImageServiceClient<Traced>,
+    pub node: NodeServiceClient<Traced>,
 }
 
 impl Client {
@@ -31,19 +35,20 @@ impl Client {
     pub fn connect(addr: &str, files: &TlsFiles) -> anyhow::Result<Client> {
         let cfg = tls::client_config(files)?;
         let ch = tls::channel(addr, cfg.clone())?;
+        let inject: crate::trace::Inject = crate::trace::inject;
         Ok(Client {
             addr: addr.to_string(),
             name: addr.to_string(),
             member: None,
             tls: std::sync::Arc::new(cfg),
             has_cert: files.cert.is_some(),
-            containers: ContainerServiceClient::new(ch.clone())
+            containers: ContainerServiceClient::with_interceptor(ch.clone(), inject)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            images: ImageServiceClient::new(ch.clone())
+            images: ImageServiceClient::with_interceptor(ch.clone(), inject)
                 .max_decoding_message_size(MAX_MESSAGE)
                 .max_encoding_message_size(MAX_MESSAGE),
-            node: NodeServiceClient::new(ch),
+            node: NodeServiceClient::with_interceptor(ch, inject),
         })
     }
 

@@ -12,6 +12,7 @@ pub mod output;
 pub mod pki;
 pub mod placement;
 pub mod tls;
+pub mod trace;
 pub mod units;
 
 /// Exit status when minictl or the node failed (Docker's 125).

@@ -306,7 +306,9 @@ const RECENT_EVENTS: usize = 1024;
 pub async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(f)
+    // The engine's work belongs to the span of the call that asked for it.
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         .map_err(|e| EngineError::Other(format!("engine task failed: {e}")))?
 }
@@ -753,12 +755,16 @@ impl Daemon {
         let d = self.clone();
         let image_ref = cfg.image.clone();
         let node = self.cfg.node_name.clone();
-        let img = blocking(move || match d.images.get(&image_ref) {
-            Ok(i) => Ok(i),
-            Err(image::ImageError::NotFound(_)) => Err(EngineError::Missing(format!(
-                "image {image_ref:?} not found on node {node}"
-            ))),
-            Err(e) => Err(e.into()),
+        let img = blocking(move || {
+            let _s =
+                tracing::info_span!("image resolve", container.image.name = %image_ref).entered();
+            match d.images.get(&image_ref) {
+                Ok(i) => Ok(i),
+                Err(image::ImageError::NotFound(_)) => Err(EngineError::Missing(format!(
+                    "image {image_ref:?} not found on node {node}"
+                ))),
+                Err(e) => Err(e.into()),
+            }
         })
         .await?;
         // Admission and the name are decided under one lock, before anything is made.
@@ -859,6 +865,7 @@ impl Daemon {
                 workdir: (!cfg.workdir.is_empty()).then(|| cfg.workdir.clone()),
                 env: cfg.env.clone(),
             };
+            let _snap = tracing::info_span!("snapshot prepare", container.id = %id).entered();
             let b = image::create_bundle_with(&self.images, img, &bundle_dir, id, &overrides)
                 .map_err(|e| match e {
                     image::ImageError::InvalidConfig(m) => EngineError::InvalidArgument(m),
@@ -867,7 +874,9 @@ impl Daemon {
             let mut spec = b.spec;
             let bridged = cfg.network() == "bridge";
             let made = (|| {
+                drop(_snap);
                 let net = if bridged {
+                    let _s = tracing::info_span!("network attach", container.id = %id).entered();
                     let n = self.bridge()?;
                     let ep = n.attach(id)?;
                     let hostname = if cfg.hostname.is_empty() {
@@ -924,6 +933,7 @@ impl Daemon {
     }
 
     fn engine_create(&self, id: &str, open_stdin: bool) -> Result<i32> {
+        let _s = tracing::info_span!("shim spawn", container.id = %id).entered();
         container::create::create(
             &self.rt,
             id,
@@ -1020,7 +1030,11 @@ impl Daemon {
                     .collect::<Result<Vec<_>>>()?;
                 Some(d.publish(&id, &ports)?)
             };
-            if let Err(e) = container::start::start(&d.rt, &id) {
+            let started = {
+                let _s = tracing::info_span!("start", container.id = %id).entered();
+                container::start::start(&d.rt, &id)
+            };
+            if let Err(e) = started {
                 if published.is_some() {
                     let _ = d.bridge().and_then(|n| n.unpublish(&id));
                 }

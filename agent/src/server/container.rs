@@ -39,7 +39,8 @@ where
     T: Send + 'static,
     F: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
 {
-    tokio::spawn(f)
+    use tracing::Instrument;
+    tokio::spawn(f.in_current_span())
         .await
         .unwrap_or_else(|e| Err(EngineError::Other(format!("the operation failed: {e}"))))
 }

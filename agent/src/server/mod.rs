@@ -143,7 +143,46 @@ pub fn run(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         .thread_name("minid")
         .build()
         .context("starting the async runtime")?;
-    rt.block_on(serve(state_dir, args))
+    // Traces, when configured: the exporter is made inside the runtime that drives it.
+    let host = args.node_name.clone().unwrap_or_else(hostname);
+    let provider = match crate::telemetry::traces::endpoint(args.otlp_endpoint.as_deref(), |k| {
+        std::env::var(k).ok()
+    }) {
+        Some(endpoint) => {
+            let _in_rt = rt.enter();
+            Some(
+                crate::telemetry::traces::provider(&endpoint, &host)
+                    .with_context(|| format!("OTLP traces to {endpoint}"))?,
+            )
+        }
+        None => None,
+    };
+    init_logging(provider.as_ref());
+    let r = rt.block_on(serve(state_dir, args));
+    if let Some(p) = provider {
+        // The last spans (the shutdown) go out before the process ends.
+        let _ = p.shutdown();
+    }
+    r
+}
+
+/// The agent's log on stderr (a service log: timestamps, `MINID_LOG` filters), and its spans
+/// to the OTLP exporter when there is one.
+fn init_logging(provider: Option<&opentelemetry_sdk::trace::SdkTracerProvider>) {
+    use tracing_subscriber::prelude::*;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MINID_LOG").unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,h2=warn,tower=warn,opentelemetry=warn")
+    });
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false);
+    let otel = provider.map(crate::telemetry::traces::layer);
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init();
 }
 
 async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {

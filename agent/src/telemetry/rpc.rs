@@ -131,9 +131,12 @@ where
         &mut self,
         req: http::Request<B>,
     ) -> <Self as tower::Service<http::Request<B>>>::Future {
+        use tracing::Instrument;
         let method = req.uri().path().to_string();
         let start = Instant::now();
-        let fut = self.inner.call(req);
+        // The handler runs in the call's span (a child of the caller's, from `traceparent`).
+        let span = super::traces::server_span(&method, req.headers());
+        let fut = span.in_scope(|| self.inner.call(req)).instrument(span);
         let metrics = self.metrics.clone();
         Box::pin(async move {
             let r = fut.await;

@@ -270,6 +270,39 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Pki(p) => return pki::run(p),
         other => other,
     };
+    // The command's span, when traces are on (MINICTL_OTLP_ENDPOINT): every call carries it.
+    let name = format!("{command:?}")
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or_default()
+        .to_lowercase();
+    let trace = crate::trace::start(&name);
+    let parts = CliParts {
+        node: cli.node,
+        cluster: cli.cluster,
+        tls_ca: cli.tls_ca,
+        tls_cert: cli.tls_cert,
+        tls_key: cli.tls_key,
+        format: cli.format,
+    };
+    let code = run_command(parts, command).await;
+    if let Some(t) = trace {
+        t.finish(code).await;
+    }
+    code
+}
+
+/// The global options, once the command is taken out.
+struct CliParts {
+    node: Vec<String>,
+    cluster: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    format: Format,
+}
+
+async fn run_command(cli: CliParts, command: Command) -> i32 {
     let files = TlsFiles {
         ca: cli.tls_ca,
         cert: cli.tls_cert,

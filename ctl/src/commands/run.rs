@@ -178,7 +178,7 @@ impl RunArgs {
 /// Sends our stdin (and, for a terminal, its size and resizes) to the container through the
 /// Attach rpc; our stdin's end closes the container's.
 fn attach_input(
-    c: &mini_proto::v1::container_service_client::ContainerServiceClient<tonic::transport::Channel>,
+    c: &mini_proto::v1::container_service_client::ContainerServiceClient<crate::client::Traced>,
     id: &str,
     tty: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
