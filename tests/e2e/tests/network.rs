@@ -267,10 +267,10 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
     let id = n.inspect("web")["Id"].as_str().unwrap().to_string();
     n.ok(&["rm", "-f", "web"]);
     let veth = format!("mv{}", &id[..10]);
-    assert!(
-        !sh(&["ip", "link", "show", &veth]).status.success(),
-        "{veth} left"
-    );
+    // (deleted in the background: a link's deletion waits for RCU grace periods)
+    n.until(Duration::from_secs(3), "the veth to go", || {
+        !sh(&["ip", "link", "show", &veth]).status.success()
+    });
     assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
 }
 

@@ -85,10 +85,6 @@ pub fn host_if(id: &str) -> String {
     format!("mv{}", &id[..10.min(id.len())])
 }
 
-fn peer_if(id: &str) -> String {
-    format!("mp{}", &id[..10.min(id.len())])
-}
-
 impl Network {
     /// Opens the address table and sets the host up: the bridge with its address, forwarding
     /// and minid's nftables table (rebuilt empty of published ports; the caller publishes
@@ -177,7 +173,6 @@ impl Network {
                 bridge: &self.cfg.bridge,
                 netns: &ep.netns,
                 host_if: &host_if(id),
-                peer_if: &peer_if(id),
                 ip,
                 prefix: ep.prefix,
                 gateway: ep.gateway,
@@ -196,14 +191,22 @@ impl Network {
         Ok(ep)
     }
 
-    /// Takes container `id` off the bridge: its published ports, its namespace (and with it
-    /// the veth), its address. Idempotent.
+    /// Takes container `id` off the bridge: its published ports, its namespace, its address,
+    /// and its veth. Idempotent. The veth is deleted on a thread of its own: deleting a link
+    /// waits for RCU grace periods (tens of milliseconds), which a `run --rm` need not wait
+    /// for; the name is the container's own, so nothing can take it meanwhile, and the kernel
+    /// would remove the pair with the namespace anyway.
     pub fn detach(&self, id: &str) -> Result<()> {
         self.unpublish(id)?;
-        // The veth first (at once), then the namespace (which the kernel tears down later).
-        netlink::delete_link(&host_if(id))?;
         netlink::delete_netns(&self.netns_path(id))?;
-        lock(&self.ipam).release(id)
+        lock(&self.ipam).release(id)?;
+        let link = host_if(id);
+        std::thread::spawn(move || {
+            if let Err(e) = netlink::delete_link(&link) {
+                tracing::warn!(link = %link, error = %e, "deleting a container's veth");
+            }
+        });
+        Ok(())
     }
 
     /// Publishes `ports` of container `id` (address `ip`): holds each host port with a socket
@@ -357,6 +360,6 @@ mod tests {
     fn interface_names_fit_the_kernel_limit() {
         let id = "0123456789abcdef0123456789abcdef";
         assert_eq!(host_if(id), "mv0123456789");
-        assert!(host_if(id).len() <= 15 && peer_if(id).len() <= 15);
+        assert!(host_if(id).len() <= 15);
     }
 }

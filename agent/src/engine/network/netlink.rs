@@ -179,10 +179,8 @@ pub fn delete_netns(path: &Path) -> Result<()> {
 pub struct VethPlan<'a> {
     pub bridge: &'a str,
     pub netns: &'a Path,
-    /// The host end's name (at most 15 bytes); the container end becomes `eth0`.
+    /// The host end's name (at most 15 bytes); the container end is `eth0`.
     pub host_if: &'a str,
-    /// A temporary name for the container end while it is still on the host.
-    pub peer_if: &'a str,
     pub ip: Ipv4Addr,
     pub prefix: u8,
     pub gateway: Ipv4Addr,
@@ -201,9 +199,17 @@ pub fn attach_veth(p: &VethPlan) -> Result<()> {
 }
 
 async fn attach_veth_async(p: &VethPlan<'_>) -> Result<()> {
+    use rtnetlink::packet_route::link::{InfoData, InfoVeth};
     let host = connect()?;
     let br = need_index(&host, p.bridge).await?;
-    let mut veth = LinkVeth::new(p.host_if, p.peer_if);
+    let ns = File::open(p.netns).map_err(|e| EngineError::io("open", p.netns, e))?;
+    // The pair is made with its container end already in the namespace and named eth0: no
+    // move and no rename afterwards (each move waits for an RCU grace period).
+    let peer = LinkUnspec::new_with_name("eth0")
+        .setns_by_fd(ns.as_raw_fd())
+        .build();
+    let mut veth =
+        LinkVeth::new(p.host_if, "eth0").set_info_data(InfoData::Veth(InfoVeth::Peer(peer)));
     if let Some(m) = p.mtu {
         veth = veth.mtu(m);
     }
@@ -212,17 +218,6 @@ async fn attach_veth_async(p: &VethPlan<'_>) -> Result<()> {
         .execute()
         .await
         .map_err(|e| nl_err(&format!("creating veth {}", p.host_if), e))?;
-    let ns = File::open(p.netns).map_err(|e| EngineError::io("open", p.netns, e))?;
-    let peer = need_index(&host, p.peer_if).await?;
-    host.link()
-        .set(
-            LinkUnspec::new_with_index(peer)
-                .setns_by_fd(ns.as_raw_fd())
-                .build(),
-        )
-        .execute()
-        .await
-        .map_err(|e| nl_err("moving the veth into the container's namespace", e))?;
     let hi = need_index(&host, p.host_if).await?;
     host.link()
         .set(LinkUnspec::new_with_index(hi).controller(br).up().build())
@@ -239,12 +234,7 @@ async fn attach_veth_async(p: &VethPlan<'_>) -> Result<()> {
         .execute()
         .await
         .map_err(|e| nl_err("setting lo up", e))?;
-    let idx = need_index(&c, p.peer_if).await?;
-    c.link()
-        .set(LinkUnspec::new_with_index(idx).name("eth0").build())
-        .execute()
-        .await
-        .map_err(|e| nl_err("renaming the container's interface to eth0", e))?;
+    let idx = need_index(&c, "eth0").await?;
     c.address()
         .add(idx, p.ip.into(), p.prefix)
         .execute()
