@@ -142,15 +142,12 @@ impl PortSpec {
     /// The engine's form (validated by [`ContainerConfig::validate`]).
     pub fn to_publish(&self) -> Result<crate::engine::network::Publish> {
         Ok(crate::engine::network::Publish {
-            host_ip: if self.host_ip.is_empty() {
-                None
-            } else {
-                Some(self.host_ip.parse().map_err(|_| {
-                    invalid(format!(
-                        "port host address {:?} is not an IPv4 address",
-                        self.host_ip
-                    ))
-                })?)
+            // 0.0.0.0 means every address, as no address at all does.
+            host_ip: match self.host_ip.as_str() {
+                "" | "0.0.0.0" => None,
+                ip => Some(ip.parse().map_err(|_| {
+                    invalid(format!("port host address {ip:?} is not an IPv4 address"))
+                })?),
             },
             host_port: self.host_port,
             container_port: self.container_port,

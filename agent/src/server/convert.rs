@@ -52,8 +52,13 @@ pub fn config_from_pb(c: pb::ContainerConfig) -> Result<ContainerConfig> {
             .into_iter()
             .map(|p| daemon::config::PortSpec {
                 host_ip: p.host_ip,
-                host_port: u16::try_from(p.host_port).unwrap_or(u16::MAX),
-                container_port: u16::try_from(p.container_port).unwrap_or(0),
+                // Out of range: 0 for both, which validation refuses (a container port of 0).
+                host_port: u16::try_from(p.host_port).unwrap_or(0),
+                container_port: if p.host_port > u32::from(u16::MAX) {
+                    0
+                } else {
+                    u16::try_from(p.container_port).unwrap_or(0)
+                },
                 protocol: p.protocol,
             })
             .collect(),

@@ -176,6 +176,8 @@ pub struct Sample {
     pub image: String,
     pub image_id: String,
     pub started: Option<SystemTime>,
+    /// When the container was created: the start of counts that outlive its restarts.
+    pub created: Option<SystemTime>,
     pub restarts: u32,
     pub stats: Stats,
     pub rx: u64,
@@ -293,7 +295,12 @@ pub fn container_metrics(
             "container.restarts",
             "{restart}",
             "Restarts by the restart policy.",
-            vec![p(Vec::new(), f64::from(s.restarts))],
+            vec![point(
+                Vec::new(),
+                s.created.map(nanos).unwrap_or(start),
+                t,
+                f64::from(s.restarts),
+            )],
         ),
     ];
     if let Some(limit) = st.memory_limit {
@@ -413,6 +420,7 @@ pub fn collect(d: &Daemon) -> Vec<Sample> {
                 .started_at
                 .as_deref()
                 .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
+            created: humantime::parse_rfc3339_weak(&v.meta.created_at).ok(),
             restarts: v.meta.restart_count,
             stats,
             rx,
@@ -546,6 +554,7 @@ mod tests {
             image: "busybox".into(),
             image_id: "sha256:1".into(),
             started: Some(t0),
+            created: Some(t0),
             restarts: 2,
             stats: Stats {
                 cpu_usage_ns: 3_000_000_000,

@@ -339,6 +339,9 @@ pub fn render(src: &Source) -> String {
 /// Serves `GET /metrics` on `addr` until the process ends.
 pub async fn serve(addr: SocketAddr, src: Arc<Source>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
+    // A few scrapers at once; more wait in the listen queue. A render walks every
+    // container's cgroup on the blocking pool the engine also uses.
+    let slots = Arc::new(tokio::sync::Semaphore::new(4));
     tracing::info!(listen = %listener.local_addr()?, "metrics endpoint (Prometheus text) serving");
     loop {
         let (conn, _) = match listener.accept().await {
@@ -350,8 +353,12 @@ pub async fn serve(addr: SocketAddr, src: Arc<Source>) -> anyhow::Result<()> {
             }
         };
         let src = src.clone();
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            continue;
+        };
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(30), answer(conn, src)).await;
+            drop(slot);
         });
     }
 }
@@ -380,10 +387,15 @@ async fn answer(mut conn: tokio::net::TcpStream, src: Arc<Source>) -> std::io::R
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => {
             let src = src.clone();
-            let body = tokio::task::spawn_blocking(move || render(&src))
-                .await
-                .unwrap_or_default();
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
+            match tokio::task::spawn_blocking(move || render(&src)).await {
+                Ok(body) => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body),
+                // An empty 200 would read as "every series is gone".
+                Err(_) => (
+                    "500 Internal Server Error",
+                    "text/plain",
+                    "rendering failed\n".to_string(),
+                ),
+            }
         }
         ("GET", "/") => (
             "200 OK",

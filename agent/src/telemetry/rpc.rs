@@ -132,7 +132,23 @@ where
         req: http::Request<B>,
     ) -> <Self as tower::Service<http::Request<B>>>::Future {
         use tracing::Instrument;
-        let method = req.uri().path().to_string();
+        // Only the node's own services name a series; any other path is "unknown", so a
+        // caller cannot grow the metrics (or span names) without bound.
+        let path = req.uri().path();
+        let method = if [
+            "/mini.v1.ContainerService/",
+            "/mini.v1.ImageService/",
+            "/mini.v1.NodeService/",
+            "/grpc.health.v1.Health/",
+        ]
+        .iter()
+        .any(|p| path.starts_with(p))
+            && path.len() < 100
+        {
+            path.to_string()
+        } else {
+            "unknown".to_string()
+        };
         let start = Instant::now();
         // The handler runs in the call's span (a child of the caller's, from `traceparent`).
         let span = super::traces::server_span(&method, req.headers());

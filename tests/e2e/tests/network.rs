@@ -175,6 +175,52 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
         &format!("http://{ip}/"),
     ]);
     assert_eq!(out, "hello from web\n");
+    // Hairpin: a container reaching a published port through the node's address (the
+    // gateway), from another container and from the published container itself.
+    let gw = format!("10.199.{slot}.1");
+    let out = n.ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        &format!("http://{gw}:{port}/"),
+    ]);
+    assert_eq!(out, "hello from web\n");
+    let out = n.ok(&[
+        "exec",
+        "web",
+        "timeout",
+        "5",
+        "wget",
+        "-qO-",
+        &format!("http://{gw}:{port}/"),
+    ]);
+    assert_eq!(out, "hello from web\n");
+    // 0.0.0.0 as the host address is every address, as Docker reads it.
+    let out = n.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web2",
+        "-p",
+        "0.0.0.0::80",
+        "busybox",
+        "sh",
+        "-c",
+        HTTPD,
+    ]);
+    assert!(!out.trim().is_empty());
+    let port2 = host_port(&n, "web2");
+    n.until(
+        Duration::from_secs(5),
+        "web2 answering on localhost",
+        || http_get(&format!("127.0.0.1:{port2}")).is_ok_and(|b| b.starts_with("hello from")),
+    );
+    n.ok(&["rm", "-f", "web2"]);
+
     // Outbound: a server on the remote machine has no route back to the container subnet,
     // so this works only through the node's masquerade.
     let mut server = Command::new("ip")
@@ -253,7 +299,7 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
         "{got:?}\n{}",
         n.log()
     );
-    // The table was rebuilt, not added to: one element for the port, one masquerade rule.
+    // The table was rebuilt, not added to: one element for the port, three masquerades.
     let table = n.net.as_ref().unwrap().table();
     let rules = stdout(&sh(&["nft", "list", "table", "ip", &table]));
     assert_eq!(
@@ -261,12 +307,12 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
         1,
         "{rules}"
     );
-    assert_eq!(rules.matches("masquerade").count(), 2, "{rules}");
+    assert_eq!(rules.matches("masquerade").count(), 3, "{rules}");
 
     // Removal: the veth goes, the port is free again.
     let id = n.inspect("web")["Id"].as_str().unwrap().to_string();
     n.ok(&["rm", "-f", "web"]);
-    let veth = format!("mv{}", &id[..10]);
+    let veth = format!("mv{}", &id[..13]);
     // (deleted in the background: a link's deletion waits for RCU grace periods)
     n.until(Duration::from_secs(3), "the veth to go", || {
         !sh(&["ip", "link", "show", &veth]).status.success()

@@ -80,9 +80,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The host end of container `id`'s veth.
+/// The host end of container `id`'s veth (15 bytes, the kernel's limit).
 pub fn host_if(id: &str) -> String {
-    format!("mv{}", &id[..10.min(id.len())])
+    format!("mv{}", &id[..13.min(id.len())])
 }
 
 impl Network {
@@ -188,6 +188,13 @@ impl Network {
             }
             return Err(e);
         }
+        // Hairpin: a container reaching its own published port goes out of its bridge port
+        // and back in. Best effort: a node in a network namespace of its own (local-cluster)
+        // does not see its links in /sys.
+        let _ = std::fs::write(
+            format!("/sys/class/net/{}/brport/hairpin_mode", host_if(id)),
+            "1",
+        );
         Ok(ep)
     }
 
@@ -271,7 +278,13 @@ impl Network {
             return Ok(());
         };
         let ports: Vec<Publish> = held.iter().map(|(p, _)| *p).collect();
-        nft::apply(&nft::unpublish_script(&self.cfg.table, &ports))
+        if let Err(e) = nft::apply(&nft::unpublish_script(&self.cfg.table, &ports)) {
+            // The DNAT may still be there: keep holding the host ports so that no program
+            // takes one and meets the container's traffic.
+            lock(&self.published).insert(id.to_string(), held);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// Writes `hosts`, `hostname` and `resolv.conf` for a container into `dir`; returns
@@ -359,7 +372,7 @@ mod tests {
     #[test]
     fn interface_names_fit_the_kernel_limit() {
         let id = "0123456789abcdef0123456789abcdef";
-        assert_eq!(host_if(id), "mv0123456789");
+        assert_eq!(host_if(id), "mv0123456789abc");
         assert!(host_if(id).len() <= 15);
     }
 }

@@ -9,8 +9,11 @@
 //! prerouting, output (nat): to a local address → publish
 //! publish: dnat via @ports_ip (host ip . proto . port) or @ports_any (proto . port)
 //! postrouting (nat): from the subnet leaving by another interface → masquerade;
-//!                    from 127/8 towards the bridge (published on localhost) → masquerade
+//!                    from 127/8 towards the bridge (published on localhost) → masquerade;
+//!                    DNATed from the subnet back onto the bridge (hairpin) → masquerade
 //! forward (filter): accept to and from the bridge
+//! raw (prerouting): from the bridge to 127/8 → drop (route_localnet must not open the
+//!                   host's loopback services to containers)
 //! ```
 //!
 //! Changes go through `nft -f -` (one transaction each).
@@ -78,11 +81,16 @@ table ip {table} {{
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr {subnet} {not_cluster}oifname != \"{bridge}\" masquerade
         ip saddr 127.0.0.0/8 oifname \"{bridge}\" masquerade
+        ct status dnat ip saddr {subnet} oifname \"{bridge}\" masquerade
     }}
     chain forward {{
         type filter hook forward priority filter; policy accept;
         iifname \"{bridge}\" accept
         oifname \"{bridge}\" accept
+    }}
+    chain guard {{
+        type filter hook prerouting priority raw; policy accept;
+        iifname \"{bridge}\" ip daddr 127.0.0.0/8 drop
     }}
 }}
 "
@@ -179,6 +187,8 @@ mod tests {
         let t = table_script("minid", "mini0", "10.88.0.0/16".parse().unwrap(), None);
         assert!(t.starts_with("table ip minid {}\ndelete table ip minid\n"));
         assert!(t.contains("ip saddr 10.88.0.0/16 oifname != \"mini0\" masquerade"));
+        assert!(t.contains("iifname \"mini0\" ip daddr 127.0.0.0/8 drop"));
+        assert!(t.contains("ct status dnat ip saddr 10.88.0.0/16 oifname \"mini0\" masquerade"));
         let t = table_script(
             "minid",
             "mini0",
