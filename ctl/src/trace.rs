@@ -42,8 +42,16 @@ pub struct Trace {
 
 fn random<const N: usize>() -> [u8; N] {
     let mut b = [0u8; N];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut b);
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .is_ok();
+    // All-zero ids are invalid in traceparent: without /dev/urandom, the clock and the pid
+    // (unique enough for one command's trace).
+    if !ok || b.iter().all(|x| *x == 0) {
+        let seed = (nanos(SystemTime::now()) ^ (u64::from(std::process::id()) << 32)) | 1;
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (seed.rotate_left((i as u32 * 8) % 64) & 0xff) as u8 | 1;
+        }
     }
     b
 }

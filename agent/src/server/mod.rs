@@ -92,8 +92,9 @@ pub struct ServeArgs {
     /// between containers of different nodes keeps its source address
     #[arg(long)]
     pub cluster_cidr: Option<crate::engine::network::Subnet>,
-    /// Push container metrics to this OpenTelemetry collector (OTLP/gRPC, http://host:4317);
-    /// else OTEL_EXPORTER_OTLP_ENDPOINT. OTEL_METRIC_EXPORT_INTERVAL (ms) sets the interval
+    /// Push container metrics and the agent's traces to this OpenTelemetry collector
+    /// (OTLP/gRPC, http://host:4317); else OTEL_EXPORTER_OTLP_ENDPOINT (and the signal-specific
+    /// variables). OTEL_METRIC_EXPORT_INTERVAL (ms) sets the metrics interval
     #[arg(long)]
     pub otlp_endpoint: Option<String>,
     /// Serve Prometheus metrics (cAdvisor's names, and the agent's own) on this address, at

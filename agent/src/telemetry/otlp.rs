@@ -52,13 +52,15 @@ pub struct OtlpConfig {
 impl OtlpConfig {
     /// The configuration from `--otlp-endpoint` (else `OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`,
     /// else `OTEL_EXPORTER_OTLP_ENDPOINT`) and the standard `OTEL_*` variables; `None` when no
-    /// endpoint is configured or `OTEL_SDK_DISABLED=true` (then nothing is exported and
-    /// nothing is logged).
+    /// endpoint is configured, `OTEL_SDK_DISABLED=true` or `OTEL_METRICS_EXPORTER=none` (then
+    /// nothing is exported and nothing is logged).
     pub fn from_env(
         flag: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Option<OtlpConfig>> {
-        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
+            || env("OTEL_METRICS_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
+        {
             return Ok(None);
         }
         let endpoint = flag
@@ -112,7 +114,7 @@ impl OtlpConfig {
 pub struct ExportStats {
     pub exports: AtomicU64,
     pub failed_exports: AtomicU64,
-    /// Data points not delivered (failed or skipped exports).
+    /// Data points of failed exports, not delivered.
     pub dropped_points: AtomicU64,
     pub points: AtomicU64,
 }
@@ -446,8 +448,8 @@ pub async fn run(cfg: OtlpConfig, daemon: Arc<Daemon>, stats: Arc<ExportStats>) 
     let mut client = MetricsServiceClient::new(channel);
     let host = daemon.cfg.node_name.clone();
     let mut tick = tokio::time::interval(cfg.interval);
-    // A tick missed while an export hung is skipped (and its points counted as dropped),
-    // not made up in a burst.
+    // A tick missed while an export hung is skipped, not made up in a burst (the snapshot
+    // it would have sent was never taken: nothing is counted as dropped for it).
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut prev: HashMap<String, (f64, SystemTime)> = HashMap::new();
     let mut failing = 0u64;

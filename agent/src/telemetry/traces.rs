@@ -3,9 +3,10 @@
 //! run` on a workstation, the agent's handling of each call and the engine's steps (image
 //! resolve, snapshot and bundle, network attach, shim spawn, start).
 //!
-//! Configured like the metrics: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`, else `--otlp-endpoint`,
+//! Configured like the metrics: `--otlp-endpoint`, else `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`,
 //! else `OTEL_EXPORTER_OTLP_ENDPOINT`; off with `OTEL_SDK_DISABLED=true` or
-//! `OTEL_TRACES_EXPORTER=none`. Spans go through the SDK's batch processor (bounded queue,
+//! `OTEL_TRACES_EXPORTER=none`. `MINID_LOG` filters spans as it filters the log (the default
+//! keeps `info`, where the call and step spans are). Spans go through the SDK's batch processor (bounded queue,
 //! `OTEL_BSP_*`): a collector that is away loses spans, never blocks a call.
 
 use opentelemetry::propagation::Extractor;
@@ -23,8 +24,8 @@ pub fn endpoint(flag: Option<&str>, env: impl Fn(&str) -> Option<String>) -> Opt
     {
         return None;
     }
-    env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| flag.map(str::to_string))
+    flag.map(str::to_string)
+        .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
         .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
         .filter(|e| !e.is_empty())
 }
@@ -120,6 +121,18 @@ mod tests {
             endpoint(
                 Some("http://a:1"),
                 env(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1")])
+            )
+            .as_deref(),
+            Some("http://a:1"),
+            "the flag wins"
+        );
+        assert_eq!(
+            endpoint(
+                None,
+                env(&[
+                    ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:1"),
+                    ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://g:1")
+                ])
             )
             .as_deref(),
             Some("http://t:1")
