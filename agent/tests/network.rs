@@ -172,6 +172,20 @@ fn a_container_namespace_is_reachable_and_publishes_ports() {
     assert!(TcpListener::bind(("0.0.0.0", port)).is_ok());
     assert_eq!(lab.net().address_of(id), None);
     lab.net().detach(id).unwrap();
+
+    // Leftovers of a container minid does not know (a crash mid-create) are freed at start.
+    let ghost = "00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa00aa";
+    let keep = "11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb11bb";
+    let g = lab.net().attach(ghost).unwrap();
+    let k = lab.net().attach(keep).unwrap();
+    let known = [keep.to_string()].into_iter().collect();
+    assert_eq!(lab.net().reconcile(&known), 1);
+    assert_eq!(lab.net().address_of(ghost), None);
+    assert!(!g.netns.exists());
+    gone(&network::host_if(ghost));
+    assert_eq!(lab.net().address_of(keep), Some(k.ip));
+    assert!(link_exists(&network::host_if(keep)));
+    lab.net().detach(keep).unwrap();
 }
 
 #[test]

@@ -421,6 +421,11 @@ impl Daemon {
             net,
         };
         d.load_all()?;
+        if let Ok(n) = &d.net {
+            let known: std::collections::HashSet<String> =
+                lock(&d.registry).by_id.keys().cloned().collect();
+            n.reconcile(&known);
+        }
         Ok(Arc::new(d))
     }
 

@@ -198,6 +198,33 @@ impl Network {
         Ok(ep)
     }
 
+    /// Frees what belongs to no container in `known`: addresses in the table, namespaces
+    /// under the run root and their veths (a crash between making a container's network and
+    /// recording the container, or containers removed while the bridge was unavailable).
+    /// Returns how many containers' leftovers were freed.
+    pub fn reconcile(&self, known: &std::collections::HashSet<String>) -> usize {
+        let mut stale: std::collections::BTreeSet<String> = lock(&self.ipam)
+            .held()
+            .filter(|(_, id)| !known.contains(*id))
+            .map(|(_, id)| id.to_string())
+            .collect();
+        if let Ok(rd) = std::fs::read_dir(&self.cfg.netns_dir) {
+            for e in rd.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !known.contains(&name) {
+                    stale.insert(name);
+                }
+            }
+        }
+        for id in &stale {
+            tracing::warn!(container_id = %id, "freeing the network of a container minid does not know");
+            let _ = netlink::delete_netns(&self.netns_path(id));
+            let _ = netlink::delete_link(&host_if(id));
+            let _ = lock(&self.ipam).release(id);
+        }
+        stale.len()
+    }
+
     /// Takes container `id` off the bridge: its published ports, its namespace, its address,
     /// and its veth. Idempotent. The veth is deleted on a thread of its own: deleting a link
     /// waits for RCU grace periods (tens of milliseconds), which a `run --rm` need not wait
