@@ -455,7 +455,12 @@ impl Daemon {
             let path = ent.path().join(META_FILE);
             let meta: Result<Meta> = fsutil::read_json(&path);
             match meta {
-                Ok(m) if m.id == id => {
+                Ok(mut m) if m.id == id => {
+                    // Records from before bridge mode was the default: an empty mode meant
+                    // none then (creates now record the mode they resolved).
+                    if m.config.network_mode.is_empty() {
+                        m.config.network_mode = "none".into();
+                    }
                     reg.names.insert(m.name.clone(), id.clone());
                     reg.by_id.insert(id.clone(), Arc::new(new_entry(m)));
                 }
@@ -752,8 +757,14 @@ impl Daemon {
     // ---- create ------------------------------------------------------------------------
 
     /// Creates a container; returns its id and warnings.
-    pub async fn create(self: &Arc<Self>, name: String, cfg: ContainerConfig) -> Result<String> {
+    pub async fn create(
+        self: &Arc<Self>,
+        name: String,
+        mut cfg: ContainerConfig,
+    ) -> Result<String> {
         cfg.validate()?;
+        // The record says the mode in force, so a later change of default cannot change it.
+        cfg.network_mode = cfg.network().to_string();
         if !name.is_empty() {
             validate_name(&name)?;
         }

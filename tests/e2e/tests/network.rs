@@ -323,7 +323,22 @@ fn published_ports_reach_the_container_from_the_host_and_from_outside() {
 #[test]
 fn network_modes_none_and_host_and_bad_ports() {
     require_root!();
-    let n = Node::start();
+    let mut n = Node::start();
+    // A record from before bridge mode was the default (an empty mode) still means none.
+    let id = n
+        .ok(&["run", "-d", "--network", "none", "busybox", "sleep", "300"])
+        .trim()
+        .to_string();
+    n.kill9();
+    let meta = n.state.join("containers").join(&id).join("meta.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta).unwrap()).unwrap();
+    assert_eq!(v["config"]["network_mode"], "none", "{v}");
+    v["config"]["network_mode"] = serde_json::Value::String(String::new());
+    std::fs::write(&meta, serde_json::to_vec(&v).unwrap()).unwrap();
+    n.launch();
+    assert_eq!(n.inspect(&id)["HostConfig"]["NetworkMode"], "none");
+    n.ok(&["rm", "-f", &id]);
     let out = n.ok(&[
         "run",
         "--rm",
