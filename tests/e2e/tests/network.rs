@@ -350,6 +350,26 @@ fn network_modes_none_and_host_and_bad_ports() {
         "addr",
     ]);
     assert!(!out.contains("eth0"), "{out}");
+    // none: a namespace of the agent's making, with loopback up, gone with the container.
+    let out = n.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -o link show lo; wget -qO- http://127.0.0.1:1/ 2>&1; true",
+    ]);
+    assert!(out.contains(",UP"), "{out}");
+    assert!(
+        out.contains("refused"),
+        "loopback answers (refused, not unreachable): {out}"
+    );
+    let left: Vec<_> = std::fs::read_dir(n.run.join("netns"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "namespaces left: {left:?}");
     let out = n.ctl(&[
         "run",
         "--rm",

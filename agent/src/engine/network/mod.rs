@@ -372,7 +372,8 @@ pub fn resolv_conf(host: &str) -> String {
     out
 }
 
-fn is_mountpoint(p: &Path) -> bool {
+/// Whether `p` (a file or a directory) is a mount point: on another device than its parent.
+pub fn is_mountpoint(p: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
     match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
         (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),

@@ -135,12 +135,14 @@ pub fn link_exists(name: &str) -> Result<bool> {
     on_thread(|| runtime()?.block_on(async { Ok(index_of(&connect()?, name).await?.is_some()) }))
 }
 
-/// Creates a network namespace kept by a bind mount at `path` (an empty file is made).
+/// Creates a network namespace kept by a bind mount at `path` (an empty file is made), with
+/// its loopback up.
 pub fn create_netns(path: &Path) -> Result<()> {
     File::create(path).map_err(|e| EngineError::io("create", path, e))?;
     let made = on_thread(|| {
         unshare(CloneFlags::CLONE_NEWNET)
             .map_err(|e| EngineError::sys("unshare(CLONE_NEWNET)".to_string(), e))?;
+        crate::engine::namespaces::loopback_up()?;
         mount(
             Some("/proc/thread-self/ns/net"),
             path,
