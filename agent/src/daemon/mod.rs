@@ -558,7 +558,7 @@ impl Daemon {
     /// reboot), kept when there.
     fn own_netns(&self, id: &str) -> Result<PathBuf> {
         let path = self.netns_file(id);
-        if crate::engine::network::is_mountpoint(&path) {
+        if fsutil::is_mountpoint(&path) {
             return Ok(path);
         }
         if let Some(dir) = path.parent() {
@@ -1112,7 +1112,7 @@ impl Daemon {
     /// After a reboot the bundle's rootfs is no longer mounted: mount the snapshot again.
     fn ensure_rootfs(&self, id: &str) -> Result<()> {
         let rootfs = self.bundle_dir(id).join("rootfs");
-        if is_mountpoint(&rootfs) {
+        if fsutil::is_mountpoint(&rootfs) {
             return Ok(());
         }
         use crate::engine::snapshot::Snapshotter;
@@ -1282,10 +1282,10 @@ impl Daemon {
             Ok(_) | Err(EngineError::ContainerNotFound(_)) => {}
             Err(e) => return Err(e),
         }
+        // The namespace of a bridge or none container, then (bridge) its address and veth.
         let _ = crate::engine::network::netlink::delete_netns(&self.netns_file(id));
-        // Off the bridge (idempotent; nothing to do for other modes or without a bridge).
         if let Ok(n) = &self.net {
-            if n.address_of(id).is_some() || n.netns_path(id).exists() {
+            if n.address_of(id).is_some() {
                 n.detach(id)?;
             }
         }
@@ -1714,14 +1714,6 @@ fn net_io(pid: i32) -> (u64, u64) {
         }
     }
     (rx, tx)
-}
-
-fn is_mountpoint(p: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    let (Ok(a), Ok(b)) = (std::fs::metadata(p), std::fs::metadata(p.join(".."))) else {
-        return false;
-    };
-    a.dev() != b.dev() || a.ino() == b.ino()
 }
 
 /// Resolves when the process exits: a pidfd polls readable then (pidfd_open(2)). The start

@@ -50,18 +50,20 @@ pub fn config_from_pb(c: pb::ContainerConfig) -> Result<ContainerConfig> {
         ports: c
             .ports
             .into_iter()
-            .map(|p| daemon::config::PortSpec {
-                host_ip: p.host_ip,
-                // Out of range: 0 for both, which validation refuses (a container port of 0).
-                host_port: u16::try_from(p.host_port).unwrap_or(0),
-                container_port: if p.host_port > u32::from(u16::MAX) {
-                    0
-                } else {
-                    u16::try_from(p.container_port).unwrap_or(0)
-                },
-                protocol: p.protocol,
+            .map(|p| {
+                let port = |n: u32, what: &str| {
+                    u16::try_from(n).map_err(|_| {
+                        EngineError::InvalidArgument(format!("{what} port {n} is not 0-65535"))
+                    })
+                };
+                Ok(daemon::config::PortSpec {
+                    host_ip: p.host_ip,
+                    host_port: port(p.host_port, "host")?,
+                    container_port: port(p.container_port, "container")?,
+                    protocol: p.protocol,
+                })
             })
-            .collect(),
+            .collect::<Result<_>>()?,
         restart,
         tty: c.tty,
         open_stdin: c.open_stdin,

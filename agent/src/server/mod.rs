@@ -318,11 +318,11 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             otlp: otlp.clone(),
         });
         // Bound here, so that a taken address fails the start instead of a log line later.
-        let l = std::net::TcpListener::bind(addr)
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
             .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
-        drop(l);
         tokio::spawn(async move {
-            if let Err(e) = crate::telemetry::prometheus::serve(addr, src).await {
+            if let Err(e) = crate::telemetry::prometheus::serve(listener, src).await {
                 tracing::error!(error = %format!("{e:#}"), "the metrics endpoint stopped");
             }
         });

@@ -34,8 +34,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
 
+use super::Sample;
 use crate::daemon::Daemon;
-use crate::engine::cgroups::Stats;
 
 /// Where and how often to export.
 #[derive(Clone, Debug, PartialEq)]
@@ -169,21 +169,6 @@ fn gauge(name: &str, unit: &str, desc: &str, points: Vec<NumberDataPoint>) -> Me
         })),
         ..Default::default()
     }
-}
-
-/// One container's sample.
-pub struct Sample {
-    pub id: String,
-    pub name: String,
-    pub image: String,
-    pub image_id: String,
-    pub started: Option<SystemTime>,
-    /// When the container was created: the start of counts that outlive its restarts.
-    pub created: Option<SystemTime>,
-    pub restarts: u32,
-    pub stats: Stats,
-    pub rx: u64,
-    pub tx: u64,
 }
 
 /// The container's metrics, semantic-convention names and units. `prev_cpu` is the previous
@@ -401,38 +386,6 @@ fn points_in(req: &ExportMetricsServiceRequest) -> u64 {
         .sum()
 }
 
-/// Reads every running container now.
-pub fn collect(d: &Daemon) -> Vec<Sample> {
-    let mut out = Vec::new();
-    for e in d.entries() {
-        let v = d.view(&e);
-        if !matches!(v.status, "running" | "paused") {
-            continue;
-        }
-        let Ok((stats, (rx, tx))) = d.stats(&e) else {
-            continue;
-        };
-        out.push(Sample {
-            id: v.meta.id.clone(),
-            name: v.meta.name.clone(),
-            image: v.meta.config.image.clone(),
-            image_id: v.meta.image_id.clone(),
-            started: v
-                .meta
-                .started_at
-                .as_deref()
-                .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
-            created: humantime::parse_rfc3339_weak(&v.meta.created_at).ok(),
-            restarts: v.meta.restart_count,
-            stats,
-            rx,
-            tx,
-        });
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    out
-}
-
 /// Exports every `cfg.interval` until the process ends.
 pub async fn run(cfg: OtlpConfig, daemon: Arc<Daemon>, stats: Arc<ExportStats>) {
     let channel = match tonic::transport::Endpoint::from_shared(cfg.endpoint.clone()) {
@@ -457,7 +410,8 @@ pub async fn run(cfg: OtlpConfig, daemon: Arc<Daemon>, stats: Arc<ExportStats>) 
     loop {
         tick.tick().await;
         let d = daemon.clone();
-        let Ok(samples) = tokio::task::spawn_blocking(move || collect(&d)).await else {
+        let Ok(samples) = tokio::task::spawn_blocking(move || super::snapshot(&d).running).await
+        else {
             continue;
         };
         let now = SystemTime::now();
@@ -497,6 +451,7 @@ pub async fn run(cfg: OtlpConfig, daemon: Arc<Daemon>, stats: Arc<ExportStats>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::cgroups::Stats;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
         move |k| {

@@ -12,9 +12,7 @@
 //! Plain HTTP, as node exporters are: bind it to an address only the monitoring network
 //! reaches. A request must fit in 8 KiB and arrive within 5 s.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -198,43 +196,27 @@ const FAMILIES: &[(&str, &str, &str, Getter)] = &[
 /// The whole exposition, read now.
 pub fn render(src: &Source) -> String {
     let d = &src.daemon;
-    let mut statuses: BTreeMap<&'static str, u64> = [
-        "created",
-        "running",
-        "paused",
-        "restarting",
-        "exited",
-        "dead",
-    ]
-    .into_iter()
-    .map(|s| (s, 0))
-    .collect();
-    let mut sampled = Vec::new();
-    let mut entries = d.entries();
-    entries.sort_by(|a, b| a.id.cmp(&b.id));
-    for e in entries {
-        let v = d.view(&e);
-        *statuses.entry(v.status).or_insert(0) += 1;
-        if !matches!(v.status, "running" | "paused") {
-            continue;
-        }
-        // A container that stops while we read is simply not in this scrape.
-        let Ok((stats, (rx, tx))) = d.stats(&e) else {
-            continue;
-        };
-        sampled.push(Sampled {
+    let snap = super::snapshot(d);
+    let statuses = snap.statuses;
+    let sampled: Vec<Sampled> = snap
+        .running
+        .into_iter()
+        .map(|s| Sampled {
             labels: format!(
                 "id=\"{}\",name=\"{}\",image=\"{}\"",
-                esc(&v.meta.id),
-                esc(&v.meta.name),
-                esc(&v.meta.config.image)
+                esc(&s.id),
+                esc(&s.name),
+                esc(&s.image)
             ),
-            stats,
-            rx,
-            tx,
-            started: v.meta.started_at.as_deref().and_then(unix),
-        });
-    }
+            started: s
+                .started
+                .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
+            stats: s.stats,
+            rx: s.rx,
+            tx: s.tx,
+        })
+        .collect();
     let mut out = String::new();
     for (name, kind, help, get) in FAMILIES {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -336,9 +318,8 @@ pub fn render(src: &Source) -> String {
     out
 }
 
-/// Serves `GET /metrics` on `addr` until the process ends.
-pub async fn serve(addr: SocketAddr, src: Arc<Source>) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+/// Serves `GET /metrics` on `listener` until the process ends.
+pub async fn serve(listener: tokio::net::TcpListener, src: Arc<Source>) -> anyhow::Result<()> {
     // A few scrapers at once; more wait in the listen queue. A render walks every
     // container's cgroup on the blocking pool the engine also uses.
     let slots = Arc::new(tokio::sync::Semaphore::new(4));

@@ -144,6 +144,17 @@ pub struct Identity {
     pub key: Option<PathBuf>,
 }
 
+/// Asserts that minictl `args` succeeded (naming its status and stderr if not); its stdout.
+pub fn succeeded(out: &Output, args: &[&str]) -> String {
+    assert!(
+        out.status.success(),
+        "minictl {args:?} failed ({:?}): {}",
+        out.status.code(),
+        stderr(out)
+    );
+    stdout(out)
+}
+
 /// minictl against a cluster inventory, with `home` as HOME (no default inventory or config
 /// of the user's) and no MINICTL_* variables.
 pub fn ctl_cluster(home: &Path, inventory: &Path, args: &[&str]) -> Output {
@@ -440,14 +451,7 @@ impl Node {
 
     /// Runs minictl and asserts success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "minictl {args:?} failed ({:?}): {}",
-            out.status.code(),
-            stderr(&out)
-        );
-        stdout(&out)
+        succeeded(&self.ctl(args), args)
     }
 
     /// `inspect` of one container as JSON.

@@ -47,14 +47,7 @@ impl Cluster {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(
-            out.status.success(),
-            "minictl {args:?} failed ({:?}): {}",
-            out.status.code(),
-            stderr(&out)
-        );
-        stdout(&out)
+        mini_e2e::succeeded(&self.ctl(args), args)
     }
 
     /// Container name → the NODE column of `ps -a`.

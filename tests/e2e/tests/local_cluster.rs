@@ -55,9 +55,7 @@ impl LocalCluster {
     }
 
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.ctl(args);
-        assert!(out.status.success(), "minictl {args:?}: {}", stderr(&out));
-        stdout(&out)
+        mini_e2e::succeeded(&self.ctl(args), args)
     }
 
     /// Container name → (node, status, address), from `ps -a`.

@@ -162,7 +162,7 @@ impl Network {
             gateway: self.cfg.subnet.gateway(),
             netns: self.netns_path(id),
         };
-        if is_mountpoint(&ep.netns) && netlink::link_exists(&host_if(id))? {
+        if fsutil::is_mountpoint(&ep.netns) && netlink::link_exists(&host_if(id))? {
             return Ok(ep);
         }
         // A half-made namespace (a crash between steps, or a reboot) is made again.
@@ -370,15 +370,6 @@ pub fn resolv_conf(host: &str) -> String {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
     out
-}
-
-/// Whether `p` (a file or a directory) is a mount point: on another device than its parent.
-pub fn is_mountpoint(p: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
-        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
-        _ => false,
-    }
 }
 
 #[cfg(test)]
