@@ -51,6 +51,9 @@ enum Command {
     /// Per-container monitor (started by `runtime create`; not for direct use)
     #[command(hide = true)]
     Shim(minid::shim::ShimArgs),
+    /// A shim started ahead of its container (by minid serve; not for direct use)
+    #[command(hide = true)]
+    ShimStandby(minid::shim::StandbyArgs),
 }
 
 /// Warnings from the engine (`tracing::warn!`) go to stderr, one plain line each; the runtime
@@ -107,6 +110,7 @@ fn main() {
             }
         },
         Command::Shim(args) => minid::shim::main(args),
+        Command::ShimStandby(args) => minid::shim::standby_main(args),
         Command::ExecHelper(args) => minid::engine::container::exec::main(args),
         Command::Serve(args) => match minid::server::run(cli.state_dir, *args) {
             Ok(()) => 0,

@@ -39,6 +39,7 @@ use tokio::sync::{broadcast, watch, Notify};
 pub use config::{ContainerConfig, MountSpec, Resources, RestartPolicy};
 
 use crate::engine::container::create::{CreateOptions, LogConfig, Monitor, StdioMode};
+use crate::engine::container::standby::ShimPool;
 use crate::engine::container::{self, kill::parse_signal, Runtime, Status};
 use crate::engine::error::{EngineError, Result};
 use crate::engine::fsutil;
@@ -62,6 +63,8 @@ pub struct DaemonConfig {
     pub log_max_files: u32,
     /// The bridge network; `None` turns bridge mode off (`none` and `host` still work).
     pub network: Option<NetworkConfig>,
+    /// How many shims to keep started ahead of creates (see `container::standby`); 0: none.
+    pub standby_shims: usize,
 }
 
 /// What the daemon remembers of a container besides the engine's state.
@@ -280,6 +283,8 @@ pub struct Allocated {
 pub struct Daemon {
     pub cfg: DaemonConfig,
     pub rt: Runtime,
+    /// Shims started ahead of creates.
+    standby: Option<Arc<ShimPool>>,
     pub images: ImageStore,
     registry: Mutex<Registry>,
     admission: tokio::sync::Mutex<()>,
@@ -293,7 +298,14 @@ pub struct Daemon {
     tombstones: Mutex<HashMap<String, (Option<ExitInfo>, Instant)>>,
     /// The bridge network, or why there is none on this node.
     net: std::result::Result<Network, String>,
+    /// Removed containers whose directories (rootfs mount, snapshot, log) are still being
+    /// deleted in the background (see [`Daemon::destroy`]), and the signal that one finished.
+    deleting: Mutex<usize>,
+    deleted: std::sync::Condvar,
 }
+
+/// What a removed container's directory is renamed to until it is deleted.
+const DELETING_PREFIX: &str = ".deleting-";
 
 /// How long a removed container's exit stays answerable.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
@@ -407,9 +419,20 @@ impl Daemon {
                 })
             }
         };
+        let standby = match cfg.standby_shims {
+            0 => None,
+            n => match ShimPool::new(&rt, n) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no standby shims; every create starts its own");
+                    None
+                }
+            },
+        };
         let d = Daemon {
             cfg,
             rt,
+            standby,
             images,
             registry: Mutex::new(Registry::default()),
             admission: tokio::sync::Mutex::new(()),
@@ -419,6 +442,8 @@ impl Daemon {
             quarantined: Mutex::new(Vec::new()),
             tombstones: Mutex::new(HashMap::new()),
             net,
+            deleting: Mutex::new(0),
+            deleted: std::sync::Condvar::new(),
         };
         d.load_all()?;
         if let Ok(n) = &d.net {
@@ -427,6 +452,15 @@ impl Daemon {
             n.reconcile(&known);
         }
         Ok(Arc::new(d))
+    }
+
+    /// Lets the standby shims go (each cleans up after itself) and finishes deleting removed
+    /// containers' files; called when minid stops.
+    pub fn shutdown(&self) {
+        if let Some(p) = &self.standby {
+            p.shutdown(Duration::from_secs(2));
+        }
+        self.settle_deletions(Duration::from_secs(5));
     }
 
     fn containers_dir(&self) -> PathBuf {
@@ -452,6 +486,13 @@ impl Daemon {
         let mut reg = lock(&self.registry);
         for ent in rd.flatten() {
             let id = ent.file_name().to_string_lossy().into_owned();
+            if id.starts_with(DELETING_PREFIX) {
+                // Removed before minid stopped; its files had not all gone yet.
+                if let Err(e) = self.delete_files(&ent.path()) {
+                    tracing::error!(dir = %ent.path().display(), error = %e, "deleting a removed container's files");
+                }
+                continue;
+            }
             let path = ent.path().join(META_FILE);
             let meta: Result<Meta> = fsutil::read_json(&path);
             match meta {
@@ -890,6 +931,7 @@ impl Daemon {
 
     /// Bundle, engine container (shim waiting to start), meta. Undone on failure.
     fn make(&self, id: &str, name: &str, cfg: &ContainerConfig, img: &Image) -> Result<Meta> {
+        let mut standby = self.take_standby();
         let dir = self.dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
         let res = (|| {
@@ -902,7 +944,8 @@ impl Daemon {
                 env: cfg.env.clone(),
             };
             let _snap = tracing::info_span!("snapshot prepare", container.id = %id).entered();
-            let b = image::create_bundle_with(&self.images, img, &bundle_dir, id, &overrides)
+            // config.json is written once the container's settings are in the spec.
+            let b = image::prepare_bundle(&self.images, img, &bundle_dir, id, &overrides, false)
                 .map_err(|e| match e {
                     image::ImageError::InvalidConfig(m) => EngineError::InvalidArgument(m),
                     other => other.into(),
@@ -958,7 +1001,7 @@ impl Daemon {
                     error: None,
                 };
                 self.save(&meta)?;
-                self.engine_create(id, cfg.open_stdin)?;
+                self.engine_create(id, cfg.open_stdin, standby.take())?;
                 Ok(meta)
             })();
             if made.is_err() {
@@ -978,7 +1021,18 @@ impl Daemon {
         res
     }
 
-    fn engine_create(&self, id: &str, open_stdin: bool) -> Result<i32> {
+    /// A standby shim for a create that begins now (its init is told to move into its
+    /// cgroup while the container's files are made).
+    fn take_standby(&self) -> Option<container::standby::Taken> {
+        self.standby.as_ref().and_then(|p| p.take())
+    }
+
+    fn engine_create(
+        &self,
+        id: &str,
+        open_stdin: bool,
+        standby: Option<container::standby::Taken>,
+    ) -> Result<i32> {
         let _s = tracing::info_span!("shim spawn", container.id = %id).entered();
         container::create::create(
             &self.rt,
@@ -995,6 +1049,7 @@ impl Daemon {
                     max_files: self.cfg.log_max_files,
                     open_stdin,
                 }),
+                standby,
             },
         )
     }
@@ -1063,11 +1118,11 @@ impl Daemon {
                 Ok(Status::Stopped) | Ok(Status::Creating) => {
                     container::delete::delete(&d.rt, &id, true)?;
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id, open_stdin)?;
+                    d.engine_create(&id, open_stdin, d.take_standby())?;
                 }
                 Err(EngineError::ContainerNotFound(_)) => {
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id, open_stdin)?;
+                    d.engine_create(&id, open_stdin, d.take_standby())?;
                 }
                 Err(other) => return Err(other),
             }
@@ -1250,11 +1305,14 @@ impl Daemon {
         let d = self.clone();
         let id = e.id.clone();
         let res = blocking(move || d.destroy(&id)).await;
-        if let Err(err) = res {
-            e.removing.store(false, Ordering::SeqCst);
-            e.kick.notify_one();
-            return Err(err);
-        }
+        let files = match res {
+            Ok(files) => files,
+            Err(err) => {
+                e.removing.store(false, Ordering::SeqCst);
+                e.kick.notify_one();
+                return Err(err);
+            }
+        };
         {
             let mut reg = lock(&self.registry);
             reg.by_id.remove(&e.id);
@@ -1274,10 +1332,32 @@ impl Daemon {
         e.observed.send_modify(|o| o.removed = true);
         e.kick.notify_one();
         self.emit("destroy", &e.meta(), BTreeMap::new());
+        // The container is gone for every caller; its files go after the answer.
+        *lock(&self.deleting) += 1;
+        let d = self.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(err) = d.delete_files(&files) {
+                tracing::error!(dir = %files.display(), error = %err, "deleting a removed container's files");
+            }
+            *lock(&d.deleting) -= 1;
+            d.deleted.notify_all();
+        });
         Ok(Some(e.id.clone()))
     }
 
-    fn destroy(&self, id: &str) -> Result<()> {
+    /// Waits (at most `limit`) until the files of removed containers are deleted: their
+    /// snapshots still hold their images' layers.
+    pub fn settle_deletions(&self, limit: Duration) {
+        let g = lock(&self.deleting);
+        let _ = self.deleted.wait_timeout_while(g, limit, |n| *n > 0);
+    }
+
+    /// Removes the container from the engine and the network, and renames its directory out
+    /// of the way (the container no longer exists from here on); returns the renamed
+    /// directory, whose files (the rootfs mount, the snapshot, the log) [`Self::delete_files`]
+    /// deletes, after the caller has its answer. A crash in between leaves the renamed
+    /// directory, which the next start deletes.
+    fn destroy(&self, id: &str) -> Result<PathBuf> {
         match container::delete::delete(&self.rt, id, true) {
             Ok(_) | Err(EngineError::ContainerNotFound(_)) => {}
             Err(e) => return Err(e),
@@ -1289,13 +1369,30 @@ impl Daemon {
                 n.detach(id)?;
             }
         }
-        let bundle = self.bundle_dir(id);
+        let dir = self.dir(id);
+        let gone = self.containers_dir().join(format!("{DELETING_PREFIX}{id}"));
+        match std::fs::rename(&dir, &gone) {
+            Ok(()) => Ok(gone),
+            // Where it cannot be renamed, the files go now.
+            Err(_) => {
+                self.delete_files(&dir)?;
+                Ok(dir)
+            }
+        }
+    }
+
+    /// Deletes a removed container's directory: unmounts its rootfs, removes its snapshot,
+    /// then the rest. A directory already gone is deleted.
+    fn delete_files(&self, dir: &Path) -> Result<()> {
+        let bundle = dir.join("bundle");
         if bundle.join(image::bundle::SNAPSHOT_FILE).exists() {
             image::remove_bundle(&self.images, &bundle)?;
         }
-        let dir = self.dir(id);
-        std::fs::remove_dir_all(&dir).map_err(|e| EngineError::io("remove", &dir, e))?;
-        Ok(())
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(EngineError::io("remove", dir, e)),
+        }
     }
 
     pub async fn pause(self: &Arc<Self>, key: &str, pause: bool) -> Result<()> {

@@ -290,6 +290,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                     pid_file,
                     preserve_fds,
                     stdio,
+                    standby: None,
                 },
             )?;
             Ok(0)
@@ -354,6 +355,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                         pid_file,
                         preserve_fds,
                         stdio: StdioMode::Inherit,
+                        standby: None,
                     },
                 )?;
                 for w in start::start(&rt, &id)? {

@@ -116,6 +116,9 @@ impl ImageService for Images {
         let d = self.daemon.clone();
         let (name, id) = daemon::blocking(move || {
             let img = d.images.get(&r.image)?;
+            // Containers removed a moment ago may still be deleting their snapshots, which
+            // hold the image's layers.
+            d.settle_deletions(std::time::Duration::from_secs(30));
             let users = d.image_users(&img.id);
             if !users.is_empty() && !r.force {
                 return Err(EngineError::Precondition(format!(

@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// No bridge network: containers use --network none or host
     #[arg(long, conflicts_with_all = ["bridge", "subnet", "nft_table"])]
     pub no_bridge: bool,
+    /// Shims to keep started ahead of creates, so that a create hands its container to a
+    /// waiting shim (on cgroup v1 with the init already in a cgroup); 0 starts one per create
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
+    pub standby_shims: u8,
     /// The cluster's whole container range (every node's --subnet is part of it): traffic
     /// between containers of different nodes keeps its source address
     #[arg(long)]
@@ -242,6 +246,7 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
             cluster_cidr: args.cluster_cidr,
             routes: args.routes.clone(),
         }),
+        standby_shims: usize::from(args.standby_shims),
     })
     .with_context(|| format!("opening the state in {}", state_dir.display()))?;
     daemon.supervise_all();
@@ -345,5 +350,7 @@ async fn serve(state_dir: PathBuf, args: ServeArgs) -> anyhow::Result<()> {
         r = server => r.context("serving")?,
         _ = grace => tracing::warn!("open streams did not end within 5 s of the stop signal; exiting"),
     }
+    let d = daemon.clone();
+    let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
     Ok(())
 }

@@ -16,7 +16,7 @@
 pub mod log;
 pub mod monitor;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 
@@ -24,6 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::engine::container::create::{launch, LaunchOptions, Ready};
+use crate::engine::container::standby::{Job, PlacedInit, PLACE};
 use crate::engine::container::{Runtime, FIFO_FILE, SHIM_LOG};
 use crate::engine::error::{EngineError, Result};
 pub use monitor::Monitor;
@@ -54,38 +55,133 @@ pub struct ShimArgs {
     pub open_stdin: bool,
 }
 
+/// `minid shim-standby`: a shim started before its container is known. Its job comes on its
+/// stdin (EOF without one: exit); it reports the creation on its stdout, as `minid shim` does
+/// on its ready pipe (see [`crate::engine::container::standby`]).
+#[derive(Debug, Clone, clap::Args)]
+pub struct StandbyArgs {
+    #[arg(long)]
+    pub root: PathBuf,
+    #[arg(long)]
+    pub cgroup_root: PathBuf,
+    #[arg(long)]
+    pub cgroup_parent: Option<String>,
+    /// The niceness to run at once given a job (a standby waits at `SCHED_IDLE`).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub nice: i32,
+}
+
 /// Runs the shim; returns the process exit code.
 pub fn main(args: ShimArgs) -> i32 {
+    if let Some(code) = detach(args.ready_fd, &[], args.preserve_fds) {
+        return code;
+    }
+    let rt = Runtime::new(&args.root);
+    serve(args, &rt, None)
+}
+
+/// Runs a standby shim: detached, with a standby init placed (cgroup v1), it waits for its
+/// job and then runs as [`main`] would have for it.
+pub fn standby_main(a: StandbyArgs) -> i32 {
+    // The pipes move off stdin and stdout, which become /dev/null like the rest of our stdio.
+    let moved = |fd: RawFd| nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3));
+    let (Ok(job_fd), Ok(ready_fd)) = (moved(0), moved(1)) else {
+        return 1;
+    };
+    null_stdio();
+    if let Some(code) = detach(ready_fd, &[job_fd], 0) {
+        return code;
+    }
+    let _ = nix::unistd::chdir("/");
+    let rt = Runtime {
+        root: a.root.clone(),
+        cgroup_root: a.cgroup_root.clone(),
+        cgroup_parent: a.cgroup_parent.clone(),
+    };
+    let name = format!("minid-standby-{}", std::process::id());
+    // Without one (cgroup v2, or it failed) the job clones a fresh init as any shim does.
+    let placed = PlacedInit::prepare(&rt, &name, a.nice).ok().flatten();
+    // SAFETY: the job fd is ours (moved off stdin above) and used only here.
+    let mut f = unsafe { std::fs::File::from_raw_fd(job_fd) };
+    // First the word that a create has begun (the init moves into its cgroup meanwhile),
+    // then the job itself.
+    let mut first = [0u8; 1];
+    if !matches!(f.read(&mut first), Ok(1)) || first[..] != *PLACE {
+        // minid let us go (or went away): the standby init and its cgroup go with us.
+        return 0;
+    }
+    crate::engine::process::priority::normal(a.nice);
+    if let Some(p) = &placed {
+        p.place();
+    }
+    let mut buf = Vec::new();
+    let job: Job = match f
+        .read_to_end(&mut buf)
+        .ok()
+        .and_then(|_| serde_json::from_slice(&buf).ok())
+    {
+        Some(j) => j,
+        // minid let us go (or went away): the standby init and its cgroup go with us.
+        None => return 0,
+    };
+    drop(f);
+    let args = ShimArgs {
+        root: a.root,
+        id: job.id,
+        ready_fd,
+        preserve_fds: 0,
+        console_socket: None,
+        log_path: job.log_path,
+        log_max_size: job.log_max_size,
+        log_max_files: job.log_max_files,
+        open_stdin: job.open_stdin,
+    };
+    serve(args, &rt, placed)
+}
+
+/// Forks so that the process our caller started exits at once (it has nothing to reap later)
+/// and we continue in a new session as a child subreaper (prctl(2)
+/// `PR_SET_CHILD_SUBREAPER`), so the container's orphans are reaped by us and not by pid 1.
+/// Returns the exit code for the caller's process, `None` in the one that goes on.
+fn detach(ready_fd: RawFd, keep: &[RawFd], preserve_fds: i32) -> Option<i32> {
     // SAFETY: the shim is single-threaded here (main has spawned nothing), so fork is safe.
     match unsafe { nix::unistd::fork() } {
-        Ok(nix::unistd::ForkResult::Parent { .. }) => return 0,
+        Ok(nix::unistd::ForkResult::Parent { .. }) => return Some(0),
         Ok(nix::unistd::ForkResult::Child) => {}
         Err(e) => {
             report(
-                args.ready_fd,
+                ready_fd,
                 &Ready::Failed {
                     message: format!("shim fork: {e}"),
                     exec_code: None,
                 },
             );
-            return 1;
+            return Some(1);
         }
     }
     let _ = nix::unistd::setsid();
     let _ = nix::sys::prctl::set_child_subreaper(true);
-    // Nothing of the caller's but stdio, the ready pipe and the descriptors passed on to the
+    // Nothing of the caller's but stdio, our pipes and the descriptors passed on to the
     // container may stay open here: hooks we run and the monitor we become would otherwise
     // hold them (and a caller waiting for EOF would wait for the container's lifetime).
-    let _ = nix::fcntl::fcntl(
-        args.ready_fd,
-        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-    );
-    let preserved = 3..3 + args.preserve_fds.max(0);
-    close_fds_except(|fd| fd <= 2 || fd == args.ready_fd || preserved.contains(&fd));
+    for fd in std::iter::once(ready_fd).chain(keep.iter().copied()) {
+        let _ = nix::fcntl::fcntl(
+            fd,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        );
+    }
+    let preserved = 3..3 + preserve_fds.max(0);
+    close_fds_except(|fd| {
+        fd <= 2 || fd == ready_fd || keep.contains(&fd) || preserved.contains(&fd)
+    });
+    None
+}
+
+/// The shim proper, once detached: creates the container, reports, monitors it.
+fn serve(args: ShimArgs, rt: &Runtime, standby: Option<PlacedInit>) -> i32 {
     // The cgroup root and parent were resolved by `create` and are in the record.
-    let rt = Runtime::new(&args.root);
     let dir = rt.dir(&args.id);
-    let mut monitor = match setup(&rt, &args) {
+    let mut monitor = match setup(rt, &args, standby) {
         Ok(m) => m,
         Err(e) => {
             let exec_code = match &e {
@@ -178,7 +274,7 @@ fn exec_self(args: &[std::ffi::OsString]) -> nix::Error {
     }
 }
 
-fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
+fn setup(rt: &Runtime, args: &ShimArgs, standby: Option<PlacedInit>) -> Result<Monitor> {
     let dir = rt.dir(&args.id);
     let fifo = dir.join(FIFO_FILE);
     let exec_fifo = nix::fcntl::open(&fifo, OFlag::O_PATH | OFlag::O_CLOEXEC, Mode::empty())
@@ -224,6 +320,7 @@ fn setup(rt: &Runtime, args: &ShimArgs) -> Result<Monitor> {
             preserve_fds: args.preserve_fds,
             monitor_pid: Some(std::process::id() as i32),
             log_path: args.log_path.clone(),
+            standby,
         },
     )?;
     let (record, cgroup) = (launched.record, launched.cgroup);

@@ -232,6 +232,14 @@ pub trait Cgroup: Send + Sync + std::fmt::Debug {
     /// Removes the cgroup (and any children it grew) from every hierarchy; retries briefly on
     /// EBUSY; a cgroup that does not exist is removed already.
     fn remove(&self) -> Result<(), CgroupError>;
+    /// Renames this cgroup, with the processes in it, to `to`, a sibling in every hierarchy
+    /// (v1 only: cgroup2 has no rename). All or nothing: a failure renames back what moved.
+    fn rename_to(&self, to: &CgroupPath) -> Result<(), CgroupError> {
+        Err(CgroupError::unsupported(
+            "cgroup rename",
+            format!("cannot rename {} to {}", self.path(), to.path),
+        ))
+    }
 }
 
 /// The `oom_kill` count in a counter file of [`Cgroup::oom_counter_file`]; a missing file

@@ -610,6 +610,36 @@ impl Cgroup for V1Cgroup {
         }
         first.map_or(Ok(()), Err)
     }
+
+    fn rename_to(&self, to: &CgroupPath) -> Result<(), CgroupError> {
+        self.check_paths()?;
+        let mut moves = Vec::new();
+        for (controller, dir, hierarchy) in self.all_dirs() {
+            let rel = super::normalize(to.for_controller(controller));
+            check_path(&rel)?;
+            let to_dir = hierarchy.join(rel.trim_start_matches('/'));
+            if to_dir.parent() != dir.parent() {
+                return Err(CgroupError::InvalidPath {
+                    path: to_dir.display().to_string(),
+                    reason: format!("not a sibling of {}", dir.display()),
+                });
+            }
+            moves.push((dir, to_dir));
+        }
+        for (i, (from, to_dir)) in moves.iter().enumerate() {
+            if let Err(e) = std::fs::rename(from, to_dir) {
+                for (f, t) in moves[..i].iter().rev() {
+                    let _ = std::fs::rename(t, f);
+                }
+                return Err(CgroupError::Io {
+                    op: "rename",
+                    path: from.clone(),
+                    source: e,
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -60,7 +60,7 @@ pub enum Monitor {
     Caller,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CreateOptions {
     pub monitor: Monitor,
     pub bundle: PathBuf,
@@ -68,6 +68,9 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     pub preserve_fds: i32,
     pub stdio: StdioMode,
+    /// A standby shim to give the container to (log mode, nothing passed by number or to a
+    /// console socket); without one a fresh shim is started.
+    pub standby: Option<super::standby::Taken>,
 }
 
 /// What the shim tells `create` over the ready pipe.
@@ -239,6 +242,7 @@ fn create_in_process(rt: &Runtime, id: &str, spec: &Spec, opts: &CreateOptions) 
         id,
         spec,
         LaunchOptions {
+            standby: None,
             stdio: None,
             console: console.as_ref().map(|c| c.as_raw_fd()),
             exec_fifo: Some(exec_fifo),
@@ -251,6 +255,31 @@ fn create_in_process(rt: &Runtime, id: &str, spec: &Spec, opts: &CreateOptions) 
 }
 
 fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
+    if let (Some(taken), StdioMode::Log(l), 0, None) = (
+        &opts.standby,
+        &opts.stdio,
+        opts.preserve_fds,
+        &opts.console_socket,
+    ) {
+        if let Some(warm) = taken.warm() {
+            let job = super::standby::Job {
+                id: id.to_string(),
+                log_path: Some(l.path.clone()),
+                log_max_size: l.max_size,
+                log_max_files: l.max_files,
+                open_stdin: l.open_stdin,
+            };
+            let report = warm.run(&job);
+            // The next standby starts now, not while this one was setting up.
+            taken.refill();
+            match report {
+                // Nothing at all: the standby died before it took the job; start a shim.
+                Ok(buf) if buf.is_empty() => {}
+                Ok(buf) => return ready_outcome(&buf),
+                Err(e) => return Err(e),
+            }
+        }
+    }
     let (rd, wr) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
     let exe = std::fs::read_link("/proc/self/exe")
@@ -299,7 +328,12 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
     // The process we started is the shim's short-lived first half; it exits at once.
     let _ = child.wait();
     read.map_err(|e| EngineError::io("read", "shim ready pipe", e))?;
-    match serde_json::from_slice::<Ready>(&buf) {
+    ready_outcome(&buf)
+}
+
+/// What a shim's report on its ready pipe means for `create`.
+fn ready_outcome(buf: &[u8]) -> Result<i32> {
+    match serde_json::from_slice::<Ready>(buf) {
         Ok(Ready::Created { pid }) => Ok(pid),
         Ok(Ready::Failed {
             message,
@@ -308,7 +342,7 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
         Ok(Ready::Failed { message, .. }) => Err(EngineError::Init(message)),
         Err(_) => Err(EngineError::Init(format!(
             "the shim exited without reporting ({})",
-            String::from_utf8_lossy(&buf).trim()
+            String::from_utf8_lossy(buf).trim()
         ))),
     }
 }
@@ -324,6 +358,9 @@ pub struct LaunchOptions {
     pub monitor_pid: Option<i32>,
     /// The CRI log the monitor writes.
     pub log_path: Option<PathBuf>,
+    /// An init cloned and placed in a cgroup ahead of time, to become this container's init
+    /// when it can (else it is discarded and a fresh one cloned).
+    pub standby: Option<super::standby::PlacedInit>,
 }
 
 /// A launched container: its record (already written) and cgroup, and the init, which waits to
@@ -339,48 +376,40 @@ pub struct Launched {
 /// it). A caller that monitors the init (the shim, `run`) blocks SIGCHLD first so the exit
 /// cannot be missed; `create --monitor caller` instead exits and leaves the init to its
 /// caller's subreaper.
-pub fn launch(rt: &Runtime, id: &str, spec: &Spec, opts: LaunchOptions) -> Result<Launched> {
+pub fn launch(rt: &Runtime, id: &str, spec: &Spec, mut opts: LaunchOptions) -> Result<Launched> {
     let c = rt.load(id)?;
     let mut record = c.record()?.clone();
     let cgroup = cgroups::open_path(&record.cgroup_root, record.cgroup_version, &record.cgroup);
+    let standby = opts
+        .standby
+        .take()
+        .and_then(|s| s.adopt(spec, &record, opts.preserve_fds));
     let res = (|| {
-        cgroup.create()?;
+        if standby.is_none() {
+            cgroup.create()?;
+        }
         if let Some(res) = effective_resources(spec)? {
             cgroup.apply(&res)?;
         }
-        let plan = Plan::from_spec(spec)?;
-        let mut joins = Vec::new();
-        for (typ, path) in plan.init_joins() {
-            joins.push((*typ, namespaces::open_ns(path)?, path.clone()));
-        }
-        let wait_for_hooks = !hooks::of(spec, Stage::Prestart).is_empty()
-            || !hooks::of(spec, Stage::CreateRuntime).is_empty();
+        let init = init_config(
+            id,
+            spec,
+            &record,
+            opts.stdio,
+            opts.console,
+            opts.exec_fifo.as_ref().map(|f| f.as_raw_fd()),
+            opts.preserve_fds,
+        )?;
         let state_json = |pid: i32| state_json(id, "creating", pid, &record);
-        let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-            Some(cfg) => Some(crate::engine::seccomp::compile(cfg)?),
-            None => None,
-        };
-        let init = InitConfig {
-            seccomp,
-            rootfs: record.rootfs.clone(),
-            plan,
-            joins,
-            stdio: opts.stdio,
-            console: opts.console,
-            exec_fifo: opts.exec_fifo.as_ref().map(|f| f.as_raw_fd()),
-            preserve_fds: opts.preserve_fds,
-            cgroup_version: record.cgroup_version,
-            cgroup_root: record.cgroup_root.clone(),
-            cgroup_path: record.cgroup.clone(),
-            wait_for_hooks,
-            state_json: state_json(0),
-            spec: spec.clone(),
-        };
-        process::spawn(SpawnRequest {
+        let req = SpawnRequest {
             init,
             cgroup: cgroup.as_ref(),
             state_for_hooks: &state_json,
-        })
+        };
+        match standby {
+            Some(sb) => process::spawn_standby(sb, id, req),
+            None => process::spawn(req),
+        }
     })();
     let init = match res {
         Ok(init) => init,
@@ -411,6 +440,46 @@ pub fn launch(rt: &Runtime, id: &str, spec: &Spec, opts: LaunchOptions) -> Resul
         record,
         cgroup,
         init,
+    })
+}
+
+/// What the init of container `id` needs, from its spec and record and the descriptors its
+/// parent provides (shared by a fresh clone and a standby init, which builds it itself).
+pub(super) fn init_config(
+    id: &str,
+    spec: &Spec,
+    record: &Record,
+    stdio: Option<[RawFd; 3]>,
+    console: Option<RawFd>,
+    exec_fifo: Option<RawFd>,
+    preserve_fds: i32,
+) -> Result<InitConfig> {
+    let plan = Plan::from_spec(spec)?;
+    let mut joins = Vec::new();
+    for (typ, path) in plan.init_joins() {
+        joins.push((*typ, namespaces::open_ns(path)?, path.clone()));
+    }
+    let wait_for_hooks = !hooks::of(spec, Stage::Prestart).is_empty()
+        || !hooks::of(spec, Stage::CreateRuntime).is_empty();
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(cfg) => Some(crate::engine::seccomp::compile(cfg)?),
+        None => None,
+    };
+    Ok(InitConfig {
+        seccomp,
+        rootfs: record.rootfs.clone(),
+        plan,
+        joins,
+        stdio,
+        console,
+        exec_fifo,
+        preserve_fds,
+        cgroup_version: record.cgroup_version,
+        cgroup_root: record.cgroup_root.clone(),
+        cgroup_path: record.cgroup.clone(),
+        wait_for_hooks,
+        state_json: state_json(id, "creating", 0, record),
+        spec: spec.clone(),
     })
 }
 

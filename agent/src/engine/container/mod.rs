@@ -19,6 +19,7 @@ pub mod delete;
 pub mod exec;
 pub mod kill;
 pub mod run;
+pub mod standby;
 pub mod start;
 pub mod state;
 

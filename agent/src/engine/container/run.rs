@@ -36,6 +36,7 @@ pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
             id,
             &spec,
             LaunchOptions {
+                standby: None,
                 stdio: None,
                 console: console.as_ref().map(|c| c.as_raw_fd()),
                 exec_fifo: None,

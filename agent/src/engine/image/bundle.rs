@@ -297,6 +297,19 @@ pub fn create_bundle_with(
     key: &str,
     o: &ProcessOverrides,
 ) -> Result<Bundle, ImageError> {
+    prepare_bundle(store, image, dir, key, o, true)
+}
+
+/// [`create_bundle_with`], leaving `config.json` to a caller that adds to the spec first
+/// (`write_config` false): the file is then written once, not twice.
+pub fn prepare_bundle(
+    store: &ImageStore,
+    image: &Image,
+    dir: &Path,
+    key: &str,
+    o: &ProcessOverrides,
+    write_config: bool,
+) -> Result<Bundle, ImageError> {
     let args = process_args(image, o)?;
     fs::create_dir_all(dir).map_err(|e| ImageError::io("create", dir, e))?;
     let sref = dir.join(SNAPSHOT_FILE);
@@ -328,7 +341,9 @@ pub fn create_bundle_with(
         mount_all(&mounts, &rootfs)?;
         mounted = true;
         let spec = build_spec(image, &rootfs, args, o)?;
-        write_json_atomic(&config, &spec)?;
+        if write_config {
+            write_json_atomic(&config, &spec)?;
+        }
         Ok(spec)
     })();
     match res {

@@ -34,7 +34,9 @@ use crate::engine::error::io_kind;
 use crate::engine::snapshot::SnapshotError;
 use crate::engine::ErrorKind;
 
-pub use bundle::{create_bundle, create_bundle_with, remove_bundle, Bundle, ProcessOverrides};
+pub use bundle::{
+    create_bundle, create_bundle_with, prepare_bundle, remove_bundle, Bundle, ProcessOverrides,
+};
 pub use store::ImageStore;
 
 /// What [`ImageStore::import`] should read.

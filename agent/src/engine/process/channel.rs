@@ -5,7 +5,7 @@
 //! closes and the parent reads EOF. The init side runs after `clone` in a copy of a
 //! single-threaded process, so allocating here is safe (no lock can be held by another thread).
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use serde::{Deserialize, Serialize};
@@ -28,6 +28,20 @@ pub enum Message {
     /// parent → init (when there is no exec fifo): the container is recorded, go on to
     /// `execve`. The init's end of the channel closes on exec, so the parent then reads EOF.
     Start,
+    /// parent → standby init (cloned before its container was known): move into the cgroup
+    /// made for you.
+    Place,
+    /// standby init → parent: it is in its cgroup and waits for [`Message::Job`].
+    Placed,
+    /// parent → standby init: become container `id`'s init. The descriptors travel with the
+    /// message (SCM_RIGHTS), in this order: stdin, stdout and stderr when `stdio`, the console
+    /// socket when `console`, the exec fifo when `exec_fifo`.
+    Job {
+        id: String,
+        stdio: bool,
+        console: bool,
+        exec_fifo: bool,
+    },
     /// Either way: a step failed; the text says which and why.
     Error(String),
     /// init → parent: the process cannot be executed; `code` is 127 (not found) or 126
@@ -63,6 +77,68 @@ impl Channel {
                 Err(nix::Error::EINTR) => continue,
                 Err(e) => return Err(EngineError::sys("send on the init channel", e)),
             }
+        }
+    }
+
+    /// Sends `msg` with descriptors attached (SCM_RIGHTS): the receiver gets its own copies.
+    pub fn send_with_fds(&self, msg: &Message, fds: &[RawFd]) -> Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let data = serde_json::to_vec(msg)
+            .map_err(|e| EngineError::Other(format!("failed to encode {msg:?}: {e}")))?;
+        let iov = [std::io::IoSlice::new(&data)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        loop {
+            match sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
+                Ok(_) => return Ok(()),
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(EngineError::sys("send on the init channel", e)),
+            }
+        }
+    }
+
+    /// The next message and the descriptors that came with it (close-on-exec, ours to close);
+    /// `None` when the other end closed.
+    pub fn recv_with_fds(&self) -> Result<Option<(Message, Vec<OwnedFd>)>> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned};
+        use std::os::fd::FromRawFd;
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut space = nix::cmsg_space!([RawFd; 8]);
+        loop {
+            let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+            let r = recvmsg::<()>(
+                self.fd.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            );
+            let (n, fds) = match r {
+                Ok(m) => {
+                    let mut fds = Vec::new();
+                    for c in m.cmsgs().map_err(|e| EngineError::sys("recvmsg", e))? {
+                        if let ControlMessageOwned::ScmRights(v) = c {
+                            // SAFETY: the kernel just installed these descriptors for us.
+                            fds.extend(v.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }));
+                        }
+                    }
+                    (m.bytes, fds)
+                }
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(EngineError::sys("recv on the init channel", e)),
+            };
+            if n == 0 {
+                return Ok(None);
+            }
+            let msg = serde_json::from_slice(&buf[..n]).map_err(|e| {
+                EngineError::Other(format!("undecodable message on the init channel: {e}"))
+            })?;
+            return Ok(Some((msg, fds)));
         }
     }
 
@@ -118,5 +194,32 @@ mod tests {
         assert!(err.to_string().contains("mount /proc: EPERM"), "{err}");
         drop(a);
         assert_eq!(b.recv().expect("recv"), None);
+    }
+
+    #[test]
+    fn descriptors_travel_with_a_message() {
+        use std::io::{Read, Write};
+        let (a, b) = Channel::pair().expect("pair");
+        let (r, w) = nix::unistd::pipe().expect("pipe");
+        let job = Message::Job {
+            id: "c1".into(),
+            stdio: false,
+            console: false,
+            exec_fifo: true,
+        };
+        a.send_with_fds(&job, &[w.as_raw_fd()]).expect("send");
+        drop(w);
+        let (m, fds) = b.recv_with_fds().expect("recv").expect("a message");
+        assert_eq!(m, job);
+        assert_eq!(fds.len(), 1);
+        // The copy we received is the pipe's write end: what goes in comes out of `r`.
+        let mut f = std::fs::File::from(fds.into_iter().next().expect("fd"));
+        f.write_all(b"ok").expect("write");
+        drop(f);
+        let mut got = String::new();
+        std::fs::File::from(r)
+            .read_to_string(&mut got)
+            .expect("read");
+        assert_eq!(got, "ok");
     }
 }

@@ -402,6 +402,12 @@ fn close_inherited(cfg: &InitConfig, ch: &Channel) {
     keep.extend(cfg.console);
     keep.extend(cfg.exec_fifo);
     keep.extend(cfg.joins.iter().map(|(_, fd, _)| fd.as_raw_fd()));
+    close_all_but(&keep);
+}
+
+/// Closes every descriptor not in `keep`.
+pub(super) fn close_all_but(keep: &[RawFd]) {
+    let mut keep = keep.to_vec();
     keep.sort_unstable();
     keep.dedup();
     let mut next: u32 = 0;

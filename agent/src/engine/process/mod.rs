@@ -10,6 +10,7 @@
 pub mod channel;
 pub mod identity;
 pub mod init;
+pub mod priority;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 
@@ -178,6 +179,167 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned> {
         pid,
         channel: parent_ch,
     })
+}
+
+/// An init cloned before its container is known (a shim's standby): alone in a new pid
+/// namespace, it waits to be told [`Message::Place`], moves itself into the cgroup it was
+/// given, says [`Message::Placed`], and waits for a [`Message::Job`]. On cgroup v1 every move
+/// into a cgroup waits for an RCU grace period (the writer side of the kernel's cgroup
+/// threadgroup lock, taken with `cgroup_mutex` held), 5 to 30 ms here: told to place itself
+/// when a create begins, a standby pays it while minid prepares the container's files.
+#[derive(Debug)]
+pub struct Standby {
+    pub pid: Pid,
+    channel: Channel,
+}
+
+/// What a standby init turns a job into: its [`InitConfig`], from the container id and the
+/// descriptors that came with the job (stdin, stdout, stderr / console / exec fifo).
+pub type BuildInit<'a> = &'a dyn Fn(&str, JobFds) -> Result<InitConfig>;
+
+/// The descriptors a [`Message::Job`] brought, as the standby init received them.
+pub struct JobFds {
+    pub stdio: Option<[OwnedFd; 3]>,
+    pub console: Option<OwnedFd>,
+    pub exec_fifo: Option<OwnedFd>,
+}
+
+/// Clones a standby init into `cgroup` (see [`Standby`]); once told to place itself it runs
+/// with `nice` under the normal scheduling policy (a standby waits at idle priority).
+pub fn clone_standby(cgroup: &dyn Cgroup, nice: i32, build: BuildInit) -> Result<Standby> {
+    let (parent_ch, child_ch) = Channel::pair()?;
+    // SAFETY: called from the shim, which is single-threaded; the child ends in
+    // init::child_main (execve or _exit) or _exit.
+    let pid = unsafe { clone3(CloneFlags::CLONE_NEWPID, None) }?;
+    if pid == 0 {
+        drop(parent_ch);
+        standby_main(cgroup, nice, &child_ch, build);
+    }
+    drop(child_ch);
+    Ok(Standby {
+        pid: Pid::from_raw(pid),
+        channel: parent_ch,
+    })
+}
+
+fn standby_main(cgroup: &dyn Cgroup, nice: i32, ch: &Channel, build: BuildInit) -> ! {
+    // Of our parent's descriptors we need none but stdio (/dev/null) and the channel: its job
+    // pipe in particular must not stay open for the container's life.
+    init::close_all_but(&[0, 1, 2, ch.raw_fd()]);
+    let res = (|| {
+        match ch.recv()? {
+            Some(Message::Place) => {}
+            // The shim let us go without a job.
+            None => return Ok(()),
+            Some(other) => {
+                return Err(EngineError::Init(format!(
+                    "protocol error: expected Place, got {other:?}"
+                )))
+            }
+        }
+        priority::normal(nice);
+        // "0" is the writer itself, whatever its pid in this namespace.
+        cgroup.add(0)?;
+        ch.send(&Message::Placed)?;
+        let (msg, fds) = match ch.recv_with_fds()? {
+            Some(m) => m,
+            // The shim let us go without a job.
+            None => return Ok(()),
+        };
+        let Message::Job {
+            id,
+            stdio,
+            console,
+            exec_fifo,
+        } = msg
+        else {
+            return Err(EngineError::Init(format!(
+                "protocol error: expected Job, got {msg:?}"
+            )));
+        };
+        let mut fds = fds.into_iter();
+        let mut next = |what: &str| {
+            fds.next()
+                .ok_or_else(|| EngineError::Init(format!("the job came without its {what}")))
+        };
+        let job = JobFds {
+            stdio: if stdio {
+                Some([next("stdin")?, next("stdout")?, next("stderr")?])
+            } else {
+                None
+            },
+            console: if console {
+                Some(next("console")?)
+            } else {
+                None
+            },
+            exec_fifo: if exec_fifo {
+                Some(next("exec fifo")?)
+            } else {
+                None
+            },
+        };
+        let cfg = build(&id, job)?;
+        init::child_main(&cfg, ch)
+    })();
+    let code = match res {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = ch.send(&Message::Error(e.to_string()));
+            1
+        }
+    };
+    // SAFETY: as in child_main: a forked child leaves through _exit.
+    unsafe { libc::_exit(code) }
+}
+
+impl Standby {
+    /// Tells the standby to move into its cgroup (without waiting for it).
+    pub fn place(&self) -> Result<()> {
+        self.channel.send(&Message::Place)
+    }
+
+    /// Waits until the standby is in its cgroup (at once, unless its move is still waiting
+    /// for the kernel).
+    pub fn placed(&self) -> Result<()> {
+        self.channel.expect(Message::Placed)
+    }
+
+    /// Lets the standby go without a job, and reaps it.
+    pub fn discard(self) {
+        let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(self.pid, None);
+    }
+}
+
+/// [`spawn`] for a standby init that is [`Standby::placed`] in `req.cgroup` already: sends it
+/// the job (its descriptors from `req.init`), then drives it like a fresh clone.
+pub fn spawn_standby(sb: Standby, id: &str, req: SpawnRequest) -> Result<Spawned> {
+    let init = &req.init;
+    let mut fds = Vec::new();
+    fds.extend(init.stdio.iter().flatten().copied());
+    fds.extend(init.console);
+    fds.extend(init.exec_fifo);
+    let job = Message::Job {
+        id: id.to_string(),
+        stdio: init.stdio.is_some(),
+        console: init.console.is_some(),
+        exec_fifo: init.exec_fifo.is_some(),
+    };
+    let res = sb
+        .channel
+        .send_with_fds(&job, &fds)
+        .and_then(|()| drive(&req, &req.init.spec, sb.pid, &sb.channel, true));
+    match res {
+        Ok(()) => Ok(Spawned {
+            pid: sb.pid,
+            channel: sb.channel,
+        }),
+        Err(e) => {
+            sb.discard();
+            Err(e)
+        }
+    }
 }
 
 fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: bool) -> Result<()> {

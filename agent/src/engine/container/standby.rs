@@ -1,0 +1,363 @@
+//! Standby shims: a shim started before its container is known, so that `create` does not wait
+//! for one to start.
+//!
+//! Starting a shim costs a fork of minid, an exec of the binary and the shim's own detaching
+//! fork (about 3 ms here). On cgroup v1 there is more: moving the init into its cgroup waits
+//! for an RCU grace period (the writer side of the kernel's cgroup threadgroup lock), 5 to
+//! 30 ms on an idle machine. A standby shim (`minid shim-standby`) does all of that ahead of
+//! time: it detaches, and on v1 makes a cgroup of its own beside the containers' and clones a
+//! standby init into it ([`PlacedInit`]). Then it waits on a pipe for a [`Job`]. Given one, it
+//! runs exactly as a shim started for that container would, except that it renames the
+//! standby's cgroup to the container's (v1 cgroups can be renamed; the processes in them stay)
+//! and hands the standby init its job instead of cloning a new one.
+//!
+//! minid keeps [`ShimPool::size`] standbys and starts a new one after each it hands out. A
+//! standby whose minid goes away sees its job pipe close: it kills its standby init, removes
+//! the cgroup and exits. Nothing about a container depends on whether its shim was a standby.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::fcntl::OFlag;
+use oci_spec::runtime::Spec;
+use serde::{Deserialize, Serialize};
+
+use super::create::init_config;
+use super::{Record, Runtime};
+use crate::engine::cgroups::{self, Cgroup};
+use crate::engine::error::{EngineError, Result};
+use crate::engine::namespaces::Plan;
+use crate::engine::process::{self, init::InitConfig};
+use crate::engine::spec;
+
+/// The byte on the job pipe that comes before the job: "place your init now".
+pub const PLACE: &[u8] = b"p";
+
+/// What a standby shim is told to do: the part of `minid shim`'s arguments that names the
+/// container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: String,
+    pub log_path: Option<PathBuf>,
+    pub log_max_size: u64,
+    pub log_max_files: u32,
+    pub open_stdin: bool,
+}
+
+/// A standby init in a cgroup of its own (see the module docs); dropping it kills the init
+/// and removes the cgroup.
+pub struct PlacedInit {
+    held: Option<(process::Standby, Box<dyn Cgroup>)>,
+    root: PathBuf,
+}
+
+impl Drop for PlacedInit {
+    fn drop(&mut self) {
+        if let Some((init, cgroup)) = self.held.take() {
+            init.discard();
+            let _ = cgroup.remove();
+        }
+    }
+}
+
+impl PlacedInit {
+    /// Makes cgroup `name` beside where containers' cgroups go and clones a standby init into
+    /// it; `None` where there is nothing to gain (cgroup v2, where `CLONE_INTO_CGROUP` makes an
+    /// init inside its cgroup at no cost). Must run in a single-threaded process.
+    pub fn prepare(rt: &Runtime, name: &str, nice: i32) -> Result<Option<PlacedInit>> {
+        let version = cgroups::detect(&rt.cgroup_root)?;
+        if version != cgroups::CgroupVersion::V1 {
+            return Ok(None);
+        }
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| EngineError::io("read", "/proc/self/cgroup", e))?;
+        let path = cgroups::resolve_path(&own, version, None, rt.cgroup_parent.as_deref(), name)?;
+        let cgroup = cgroups::open_path(&rt.cgroup_root, version, &path);
+        cgroup.create()?;
+        let rt2 = rt.clone();
+        let build = move |id: &str, fds: process::JobFds| standby_config(&rt2, id, fds);
+        match process::clone_standby(cgroup.as_ref(), nice, &build) {
+            Ok(init) => Ok(Some(PlacedInit {
+                held: Some((init, cgroup)),
+                root: rt.cgroup_root.clone(),
+            })),
+            Err(e) => {
+                let _ = cgroup.remove();
+                Err(e)
+            }
+        }
+    }
+
+    /// Tells the standby init to move into its cgroup now (see [`process::Standby`]).
+    pub fn place(&self) {
+        if let Some((init, _)) = &self.held {
+            let _ = init.place();
+        }
+    }
+
+    /// Takes the standby for container `record` when the container can use it: the same
+    /// cgroup hierarchy, no namespace to be made at clone time but the pid one, nothing
+    /// passed by number. Its cgroup becomes the container's. `None` (and the standby gone)
+    /// otherwise: the caller clones a fresh init.
+    pub(super) fn adopt(
+        mut self,
+        spec: &Spec,
+        record: &Record,
+        preserve_fds: i32,
+    ) -> Option<process::Standby> {
+        let fits = record.cgroup_version == cgroups::CgroupVersion::V1
+            && record.cgroup_root == self.root
+            && preserve_fds == 0
+            && Plan::from_spec(spec).is_ok_and(|p| {
+                p.clone_flags() == nix::sched::CloneFlags::CLONE_NEWPID && p.join_pid().is_none()
+            });
+        let (init, cgroup) = self.held.as_ref()?;
+        if !fits || init.placed().is_err() || cgroup.rename_to(&record.cgroup).is_err() {
+            return None; // dropped: killed, its cgroup removed
+        }
+        self.held.take().map(|(init, _)| init)
+    }
+}
+
+/// A standby init's side of a job: the container's record and spec as its shim wrote them,
+/// and the descriptors that came with the job (kept open for the init's life: they become its
+/// stdio, or are closed at its `execve`).
+fn standby_config(rt: &Runtime, id: &str, fds: process::JobFds) -> Result<InitConfig> {
+    use std::os::fd::IntoRawFd;
+    let c = rt.load(id)?;
+    let record = c.record()?;
+    let spec = spec::load(&record.bundle)?;
+    init_config(
+        id,
+        &spec,
+        record,
+        fds.stdio.map(|s| s.map(|fd| fd.into_raw_fd())),
+        fds.console.map(|fd| fd.into_raw_fd()),
+        fds.exec_fifo.map(|fd| fd.into_raw_fd()),
+        0,
+    )
+}
+
+/// One standby shim as minid holds it: the write end of its job pipe and the read end of the
+/// pipe on which it reports the creation (as `minid shim` does on its ready pipe).
+pub struct Warm {
+    job: File,
+    ready: File,
+}
+
+impl Warm {
+    /// Whether the standby is still there to take a job (it holds the ready pipe open).
+    fn alive(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(
+            self.ready.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        matches!(
+            nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO),
+            Ok(0)
+        )
+    }
+
+    /// Tells the standby that a job is coming: on cgroup v1 its init moves into its cgroup
+    /// meanwhile. (A standby let go without a job after this is simply wasted.)
+    pub fn place(&mut self) {
+        let _ = self.job.write_all(PLACE);
+    }
+
+    /// Hands over the job; returns what the shim reported on its ready pipe.
+    pub fn run(self, what: &Job) -> Result<Vec<u8>> {
+        let Warm {
+            job: mut job_pipe,
+            mut ready,
+        } = self;
+        let data = serde_json::to_vec(what)
+            .map_err(|e| EngineError::Other(format!("encoding a shim job: {e}")))?;
+        job_pipe
+            .write_all(&data)
+            .map_err(|e| EngineError::io("write", "standby shim job pipe", e))?;
+        drop(job_pipe);
+        let mut buf = Vec::new();
+        ready
+            .read_to_end(&mut buf)
+            .map_err(|e| EngineError::io("read", "shim ready pipe", e))?;
+        Ok(buf)
+    }
+}
+
+/// A standby taken from a pool for one create: [`Warm`] and the pool to refill once it has
+/// its job.
+pub struct Taken {
+    warm: Mutex<Option<Warm>>,
+    pool: Arc<ShimPool>,
+}
+
+impl std::fmt::Debug for Taken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Taken").finish_non_exhaustive()
+    }
+}
+
+impl Taken {
+    /// The standby, once: `None` the second time.
+    pub(super) fn warm(&self) -> Option<Warm> {
+        self.warm.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    /// Starts the next standby (after this one took its job, so the two do not compete).
+    pub(super) fn refill(&self) {
+        self.pool.refill();
+    }
+}
+
+/// The standby shims minid keeps (see the module docs).
+pub struct ShimPool {
+    exe: PathBuf,
+    rt: Runtime,
+    size: usize,
+    warm: Mutex<Vec<Warm>>,
+    starting: AtomicUsize,
+}
+
+impl std::fmt::Debug for ShimPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShimPool")
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ShimPool {
+    /// A pool of `size` standby shims for containers of `rt`, started in the background.
+    pub fn new(rt: &Runtime, size: usize) -> Result<Arc<ShimPool>> {
+        let exe = std::fs::read_link("/proc/self/exe")
+            .map_err(|e| EngineError::io("read", "/proc/self/exe", e))?;
+        let pool = Arc::new(ShimPool {
+            exe,
+            rt: rt.clone(),
+            size,
+            warm: Mutex::new(Vec::new()),
+            starting: AtomicUsize::new(0),
+        });
+        pool.refill();
+        Ok(pool)
+    }
+
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// A standby shim for a create that begins now, told to place its init, if one is ready.
+    pub fn take(self: &Arc<Self>) -> Option<Taken> {
+        let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(mut w) = warm.pop() {
+            if w.alive() {
+                w.place();
+                return Some(Taken {
+                    warm: Mutex::new(Some(w)),
+                    pool: self.clone(),
+                });
+            }
+        }
+        None
+    }
+
+    /// Starts standbys (each on a thread of its own) until the pool is full again.
+    pub fn refill(self: &Arc<Self>) {
+        let have = self.warm.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let starting = self.starting.load(Ordering::SeqCst);
+        for _ in have + starting..self.size {
+            self.starting.fetch_add(1, Ordering::SeqCst);
+            let pool = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("shim-standby".into())
+                .spawn(move || {
+                    // A standby's start (an exec of minid, its cgroup, its init) is work for
+                    // an idle CPU: it must not slow the create that just took the last one.
+                    // The shim inherits this thread's policy and leaves it when given a job.
+                    let nice = process::priority::current();
+                    process::priority::idle();
+                    let r = pool.start_one(nice);
+                    match r {
+                        Ok(w) => pool.warm.lock().unwrap_or_else(|e| e.into_inner()).push(w),
+                        Err(e) => tracing::warn!(error = %e, "starting a standby shim"),
+                    }
+                    pool.starting.fetch_sub(1, Ordering::SeqCst);
+                });
+            if spawned.is_err() {
+                self.starting.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    fn start_one(&self, nice: i32) -> Result<Warm> {
+        let (job_r, job_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
+        let (ready_r, ready_w) =
+            nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| EngineError::sys("pipe2", e))?;
+        // The pipes go in as stdin and stdout, so no code runs between fork and exec and
+        // the standard library can start the shim with posix_spawn (vfork): a fork of minid
+        // would copy its page tables and stall its threads meanwhile.
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("shim-standby")
+            .arg("--root")
+            .arg(&self.rt.root)
+            .arg("--cgroup-root")
+            .arg(&self.rt.cgroup_root)
+            .arg(format!("--nice={nice}"))
+            .stdin(Stdio::from(job_r))
+            .stdout(Stdio::from(ready_w))
+            .stderr(Stdio::null());
+        if let Some(p) = &self.rt.cgroup_parent {
+            cmd.arg("--cgroup-parent").arg(p);
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| EngineError::io("start standby shim", &self.exe, e))?;
+        drop(cmd);
+        // What we started is the shim's first half; it exits once the shim has detached.
+        let status = child
+            .wait()
+            .map_err(|e| EngineError::io("wait for", "standby shim", e))?;
+        if !status.success() {
+            return Err(EngineError::Other(format!(
+                "the standby shim exited with {status}"
+            )));
+        }
+        Ok(Warm {
+            job: File::from(job_w),
+            ready: File::from(ready_r),
+        })
+    }
+
+    /// Lets every standby go and waits (at most `timeout` in all) until each has cleaned up
+    /// and exited, which it says by closing its ready pipe.
+    pub fn shutdown(&self, timeout: std::time::Duration) {
+        let warm = std::mem::take(&mut *self.warm.lock().unwrap_or_else(|e| e.into_inner()));
+        let deadline = std::time::Instant::now() + timeout;
+        let readies: Vec<File> = warm
+            .into_iter()
+            .map(|w| {
+                drop(w.job);
+                w.ready
+            })
+            .collect();
+        for mut r in readies {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [nix::poll::PollFd::new(
+                r.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            if matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms)), Ok(n) if n > 0)
+            {
+                let mut sink = Vec::new();
+                let _ = r.read_to_end(&mut sink);
+            }
+        }
+    }
+}
