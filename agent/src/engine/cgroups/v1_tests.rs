@@ -476,3 +476,86 @@ fn privileged_v1_device_rules_reach_the_kernel() {
     );
     assert_eq!(list.trim(), "c 1:5 rwm");
 }
+
+#[test]
+fn rename_moves_every_hierarchy_and_refuses_a_non_sibling() {
+    let d = fixture();
+    let cg = open_path(d.path(), CgroupVersion::V1, &cpath());
+    // The container's name, beside the standby's in every hierarchy.
+    let mut to = CgroupPath::uniform("/process_api/h/c2");
+    for (c, _) in FILES {
+        if *c != "memory" {
+            to.v1.insert(c.to_string(), "/c2".to_string());
+        }
+    }
+    cg.rename_to(&to).unwrap();
+    for (c, _) in FILES {
+        let old = d
+            .path()
+            .join(c)
+            .join(cpath().for_controller(c).trim_start_matches('/'));
+        let new = d
+            .path()
+            .join(c)
+            .join(to.for_controller(c).trim_start_matches('/'));
+        assert!(!old.exists(), "{} still there", old.display());
+        assert!(
+            new.join("cgroup.procs").exists(),
+            "{} missing",
+            new.display()
+        );
+    }
+    // Back again, then a target in another parent: refused before anything moves.
+    open_path(d.path(), CgroupVersion::V1, &to)
+        .rename_to(&cpath())
+        .unwrap();
+    let err = cg
+        .rename_to(&CgroupPath::uniform("/elsewhere/c3"))
+        .unwrap_err();
+    assert!(err.to_string().contains("not a sibling"), "{err}");
+    for (c, _) in FILES {
+        let old = d
+            .path()
+            .join(c)
+            .join(cpath().for_controller(c).trim_start_matches('/'));
+        assert!(old.is_dir(), "{} moved", old.display());
+    }
+}
+
+#[test]
+fn privileged_v1_rename_keeps_its_processes_and_limits() {
+    let Some((root, own)) = privileged(CgroupVersion::V1, &["memory", "pids"]) else {
+        return;
+    };
+    let name = unique("v1ren");
+    let from = resolve_path(&own, CgroupVersion::V1, None, Some(&name), "standby").unwrap();
+    let to = resolve_path(&own, CgroupVersion::V1, None, Some(&name), "container").unwrap();
+    let parent = CgroupGuard(open_path(
+        &root,
+        CgroupVersion::V1,
+        &resolve_path(&own, CgroupVersion::V1, Some(Path::new(&name)), None, "x").unwrap(),
+    ));
+    let cg = open_path(&root, CgroupVersion::V1, &from);
+    cg.create().unwrap();
+    let mut child = ChildGuard::sleep();
+    let pid = child.pid();
+    cg.add(pid).unwrap();
+    cg.rename_to(&to).unwrap();
+    let renamed = CgroupGuard(open_path(&root, CgroupVersion::V1, &to));
+    // The process moved with its cgroup, and limits written now reach it.
+    assert_eq!(renamed.0.pids().unwrap(), vec![pid]);
+    let membership = read(Path::new(&format!("/proc/{pid}/cgroup")));
+    assert!(
+        membership.contains(&format!("memory:{}\n", to.for_controller("memory"))),
+        "{membership}"
+    );
+    renamed
+        .0
+        .apply(&resources(r#"{"pids": {"limit": 7}}"#))
+        .unwrap();
+    assert_eq!(renamed.0.stats().unwrap().pids_limit, Some(7));
+    renamed.0.kill_all(libc::SIGKILL).unwrap();
+    child.wait();
+    drop(renamed);
+    drop(parent);
+}
