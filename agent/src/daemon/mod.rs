@@ -1329,11 +1329,13 @@ impl Daemon {
             t.insert(m.id.clone(), (exit.clone(), Instant::now()));
             t.insert(m.name.clone(), (exit, Instant::now()));
         }
+        // Counted before anyone hears of the removal: an image removal that follows waits
+        // for these files (see settle_deletions).
+        *lock(&self.deleting) += 1;
         e.observed.send_modify(|o| o.removed = true);
         e.kick.notify_one();
         self.emit("destroy", &e.meta(), BTreeMap::new());
         // The container is gone for every caller; its files go after the answer.
-        *lock(&self.deleting) += 1;
         let d = self.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(err) = d.delete_files(&files) {

@@ -110,7 +110,16 @@ pub fn standby_main(a: StandbyArgs) -> i32 {
         // minid let us go (or went away): the standby init and its cgroup go with us.
         return 0;
     }
-    crate::engine::process::priority::normal(a.nice);
+    if !crate::engine::process::priority::normal(a.nice) {
+        report(
+            ready_fd,
+            &Ready::Failed {
+                message: "the standby shim cannot leave its idle scheduling priority".into(),
+                exec_code: None,
+            },
+        );
+        return 1;
+    }
     if let Some(p) = &placed {
         p.place();
     }

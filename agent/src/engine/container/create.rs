@@ -273,9 +273,9 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
             // The next standby starts now, not while this one was setting up.
             taken.refill();
             match report {
-                // Nothing at all: the standby died before it took the job; start a shim.
-                Ok(buf) if buf.is_empty() => {}
-                Ok(buf) => return ready_outcome(&buf),
+                Ok(Some(buf)) => return ready_outcome(&buf),
+                // The standby died before it took the job: start a shim as without one.
+                Ok(None) => {}
                 Err(e) => return Err(e),
             }
         }

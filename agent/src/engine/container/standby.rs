@@ -169,23 +169,24 @@ impl Warm {
         let _ = self.job.write_all(PLACE);
     }
 
-    /// Hands over the job; returns what the shim reported on its ready pipe.
-    pub fn run(self, what: &Job) -> Result<Vec<u8>> {
+    /// Hands over the job; returns what the shim reported on its ready pipe, `None` if the
+    /// standby was gone before it could take the job.
+    pub fn run(self, what: &Job) -> Result<Option<Vec<u8>>> {
         let Warm {
             job: mut job_pipe,
             mut ready,
         } = self;
         let data = serde_json::to_vec(what)
             .map_err(|e| EngineError::Other(format!("encoding a shim job: {e}")))?;
-        job_pipe
-            .write_all(&data)
-            .map_err(|e| EngineError::io("write", "standby shim job pipe", e))?;
+        if job_pipe.write_all(&data).is_err() {
+            return Ok(None); // EPIPE: nobody reads it any more
+        }
         drop(job_pipe);
         let mut buf = Vec::new();
         ready
             .read_to_end(&mut buf)
             .map_err(|e| EngineError::io("read", "shim ready pipe", e))?;
-        Ok(buf)
+        Ok((!buf.is_empty()).then_some(buf))
     }
 }
 
@@ -199,6 +200,13 @@ pub struct Taken {
 impl std::fmt::Debug for Taken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Taken").finish_non_exhaustive()
+    }
+}
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        // Unused (the create failed first) it goes; either way the pool fills up again.
+        self.pool.refill();
     }
 }
 
@@ -221,6 +229,8 @@ pub struct ShimPool {
     size: usize,
     warm: Mutex<Vec<Warm>>,
     starting: AtomicUsize,
+    /// Standbys start at `SCHED_IDLE` only where they can leave it again.
+    idle_ok: bool,
 }
 
 impl std::fmt::Debug for ShimPool {
@@ -242,6 +252,7 @@ impl ShimPool {
             size,
             warm: Mutex::new(Vec::new()),
             starting: AtomicUsize::new(0),
+            idle_ok: process::priority::can_idle(),
         });
         pool.refill();
         Ok(pool)
@@ -263,15 +274,22 @@ impl ShimPool {
                 });
             }
         }
+        drop(warm);
+        // None ready (all taken, died, or failed to start): start what is missing.
+        self.refill();
         None
     }
 
     /// Starts standbys (each on a thread of its own) until the pool is full again.
     pub fn refill(self: &Arc<Self>) {
-        let have = self.warm.lock().unwrap_or_else(|e| e.into_inner()).len();
-        let starting = self.starting.load(Ordering::SeqCst);
-        for _ in have + starting..self.size {
-            self.starting.fetch_add(1, Ordering::SeqCst);
+        // Counted under the lock, so that two refills at once do not both start the missing.
+        let warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
+        let missing = self
+            .size
+            .saturating_sub(warm.len() + self.starting.load(Ordering::SeqCst));
+        self.starting.fetch_add(missing, Ordering::SeqCst);
+        drop(warm);
+        for _ in 0..missing {
             let pool = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("shim-standby".into())
@@ -280,10 +298,13 @@ impl ShimPool {
                     // an idle CPU: it must not slow the create that just took the last one.
                     // The shim inherits this thread's policy and leaves it when given a job.
                     let nice = process::priority::current();
-                    process::priority::idle();
+                    if pool.idle_ok {
+                        process::priority::idle();
+                    }
                     let r = pool.start_one(nice);
                     match r {
                         Ok(w) => pool.warm.lock().unwrap_or_else(|e| e.into_inner()).push(w),
+                        // Tried again by the next create that finds none ready.
                         Err(e) => tracing::warn!(error = %e, "starting a standby shim"),
                     }
                     pool.starting.fetch_sub(1, Ordering::SeqCst);

@@ -237,7 +237,11 @@ fn standby_main(cgroup: &dyn Cgroup, nice: i32, ch: &Channel, build: BuildInit) 
                 )))
             }
         }
-        priority::normal(nice);
+        if !priority::normal(nice) {
+            return Err(EngineError::Init(
+                "cannot leave the standby's idle scheduling priority".into(),
+            ));
+        }
         // "0" is the writer itself, whatever its pid in this namespace.
         cgroup.add(0)?;
         ch.send(&Message::Placed)?;

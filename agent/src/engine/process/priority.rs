@@ -24,12 +24,24 @@ pub fn idle() {
     unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &p) };
 }
 
-/// `SCHED_OTHER` at `nice` for the calling thread (best effort).
-pub fn normal(nice: i32) {
+/// `SCHED_OTHER` at `nice` for the calling thread; false if the kernel refused (leaving
+/// `SCHED_IDLE` needs CAP_SYS_NICE or a permissive RLIMIT_NICE).
+pub fn normal(nice: i32) -> bool {
     let p = libc::sched_param { sched_priority: 0 };
     // SAFETY: as above; setpriority(2) on the calling thread.
     unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p);
-        libc::setpriority(libc::PRIO_PROCESS, 0, nice);
+        libc::sched_setscheduler(0, libc::SCHED_OTHER, &p) == 0
+            && libc::setpriority(libc::PRIO_PROCESS, 0, nice) == 0
     }
+}
+
+/// Whether a thread of this process can go idle and come back (tried on a thread of its own).
+pub fn can_idle() -> bool {
+    let nice = current();
+    std::thread::spawn(move || {
+        idle();
+        normal(nice)
+    })
+    .join()
+    .unwrap_or(false)
 }
