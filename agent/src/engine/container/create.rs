@@ -269,10 +269,8 @@ fn spawn_shim(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
                 log_max_files: l.max_files,
                 open_stdin: l.open_stdin,
             };
-            let report = warm.run(&job);
-            // The next standby starts now, not while this one was setting up.
-            taken.refill();
-            match report {
+            // The next standby starts when `taken` drops, after this create.
+            match warm.run(&job) {
                 Ok(Some(buf)) => return ready_outcome(&buf),
                 // The standby died before it took the job: start a shim as without one.
                 Ok(None) => {}

@@ -11,7 +11,7 @@
 //! standby's cgroup to the container's (v1 cgroups can be renamed; the processes in them stay)
 //! and hands the standby init its job instead of cloning a new one.
 //!
-//! minid keeps [`ShimPool::size`] standbys and starts a new one after each it hands out. A
+//! minid keeps `--standby-shims` standbys and starts a new one after each it hands out. A
 //! standby whose minid goes away sees its job pipe close: it kills its standby init, removes
 //! the cgroup and exits. Nothing about a container depends on whether its shim was a standby.
 
@@ -205,7 +205,8 @@ impl std::fmt::Debug for Taken {
 
 impl Drop for Taken {
     fn drop(&mut self) {
-        // Unused (the create failed first) it goes; either way the pool fills up again.
+        // Used or not (the create failed first), the pool fills up again once the create is
+        // over, so that the next standby does not compete with this one's setup.
         self.pool.refill();
     }
 }
@@ -214,11 +215,6 @@ impl Taken {
     /// The standby, once: `None` the second time.
     pub(super) fn warm(&self) -> Option<Warm> {
         self.warm.lock().unwrap_or_else(|e| e.into_inner()).take()
-    }
-
-    /// Starts the next standby (after this one took its job, so the two do not compete).
-    pub(super) fn refill(&self) {
-        self.pool.refill();
     }
 }
 
@@ -256,10 +252,6 @@ impl ShimPool {
         });
         pool.refill();
         Ok(pool)
-    }
-
-    pub fn size(&self) -> usize {
-        self.size
     }
 
     /// A standby shim for a create that begins now, told to place its init, if one is ready.
