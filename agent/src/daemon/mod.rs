@@ -307,6 +307,12 @@ pub struct Daemon {
 /// What a removed container's directory is renamed to until it is deleted.
 const DELETING_PREFIX: &str = ".deleting-";
 
+/// What a removal leaves to delete once the caller has its answer (see [`Daemon::destroy`]).
+struct Leftovers {
+    engine: Option<container::delete::Retired>,
+    files: PathBuf,
+}
+
 /// How long a removed container's exit stays answerable.
 const TOMBSTONE_TTL: Duration = Duration::from_secs(300);
 
@@ -445,6 +451,10 @@ impl Daemon {
             deleting: Mutex::new(0),
             deleted: std::sync::Condvar::new(),
         };
+        // Containers removed before minid stopped whose cgroups and state were still going.
+        for (dir, e) in container::delete::finish_retired(&d.rt) {
+            tracing::error!(dir = %dir.display(), error = %e, "finishing a removed container's cgroup and state");
+        }
         d.load_all()?;
         if let Ok(n) = &d.net {
             let known: std::collections::HashSet<String> =
@@ -1021,8 +1031,8 @@ impl Daemon {
         res
     }
 
-    /// A standby shim for a create that begins now (its init is told to move into its
-    /// cgroup while the container's files are made).
+    /// A standby shim for a create that begins now (told at once, so that it leaves idle
+    /// priority while the container's files are made).
     fn take_standby(&self) -> Option<container::standby::Taken> {
         self.standby.as_ref().and_then(|p| p.take())
     }
@@ -1305,8 +1315,8 @@ impl Daemon {
         let d = self.clone();
         let id = e.id.clone();
         let res = blocking(move || d.destroy(&id)).await;
-        let files = match res {
-            Ok(files) => files,
+        let leftovers = match res {
+            Ok(l) => l,
             Err(err) => {
                 e.removing.store(false, Ordering::SeqCst);
                 e.kick.notify_one();
@@ -1338,8 +1348,9 @@ impl Daemon {
         // The container is gone for every caller; its files go after the answer.
         let d = self.clone();
         tokio::task::spawn_blocking(move || {
-            if let Err(err) = d.delete_files(&files) {
-                tracing::error!(dir = %files.display(), error = %err, "deleting a removed container's files");
+            let dir = leftovers.files.clone();
+            if let Err(err) = d.delete_leftovers(leftovers) {
+                tracing::error!(dir = %dir.display(), error = %err, "deleting a removed container's cgroup and files");
             }
             *lock(&d.deleting) -= 1;
             d.deleted.notify_all();
@@ -1354,16 +1365,18 @@ impl Daemon {
         let _ = self.deleted.wait_timeout_while(g, limit, |n| *n > 0);
     }
 
-    /// Removes the container from the engine and the network, and renames its directory out
-    /// of the way (the container no longer exists from here on); returns the renamed
-    /// directory, whose files (the rootfs mount, the snapshot, the log) [`Self::delete_files`]
-    /// deletes, after the caller has its answer. A crash in between leaves the renamed
-    /// directory, which the next start deletes.
-    fn destroy(&self, id: &str) -> Result<PathBuf> {
-        match container::delete::delete(&self.rt, id, true) {
-            Ok(_) | Err(EngineError::ContainerNotFound(_)) => {}
+    /// Removes the container from the engine (retired: see [`container::delete::retire`]) and
+    /// the network, and renames its directory out of the way (the container no longer exists
+    /// from here on); returns what [`Self::delete_leftovers`] deletes after the caller has its
+    /// answer: the engine's retired container (its cgroup, its state) and the renamed
+    /// directory (the rootfs mount, the snapshot, the log). A crash in between leaves both
+    /// renamed, and the next start deletes them.
+    fn destroy(&self, id: &str) -> Result<Leftovers> {
+        let engine = match container::delete::retire(&self.rt, id, true) {
+            Ok(r) => Some(r),
+            Err(EngineError::ContainerNotFound(_)) => None,
             Err(e) => return Err(e),
-        }
+        };
         // The namespace of a bridge or none container, then (bridge) its address and veth.
         let _ = crate::engine::network::netlink::delete_netns(&self.netns_file(id));
         if let Ok(n) = &self.net {
@@ -1373,14 +1386,23 @@ impl Daemon {
         }
         let dir = self.dir(id);
         let gone = self.containers_dir().join(format!("{DELETING_PREFIX}{id}"));
-        match std::fs::rename(&dir, &gone) {
-            Ok(()) => Ok(gone),
+        let files = match std::fs::rename(&dir, &gone) {
+            Ok(()) => gone,
             // Where it cannot be renamed, the files go now.
             Err(_) => {
                 self.delete_files(&dir)?;
-                Ok(dir)
+                dir
             }
-        }
+        };
+        Ok(Leftovers { engine, files })
+    }
+
+    /// Deletes what a removal left (see [`Self::destroy`]): the engine's part first (its cgroup
+    /// is empty once the container's processes are gone), then the files.
+    fn delete_leftovers(&self, l: Leftovers) -> Result<()> {
+        let engine = l.engine.map_or(Ok(Vec::new()), |r| r.finish(None));
+        let files = self.delete_files(&l.files);
+        engine.and(files)
     }
 
     /// Deletes a removed container's directory: unmounts its rootfs, removes its snapshot,

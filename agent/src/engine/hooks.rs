@@ -63,6 +63,12 @@ pub fn of(spec: &Spec, stage: Stage) -> Vec<Hook> {
     list.clone().unwrap_or_default()
 }
 
+/// Whether the spec has hooks that run after the container is created (poststart, poststop):
+/// only then do `start` and `delete` read the bundle's spec again.
+pub fn any_after_create(spec: &Spec) -> bool {
+    !of(spec, Stage::Poststart).is_empty() || !of(spec, Stage::Poststop).is_empty()
+}
+
 /// Runs every hook of `stage` in order, feeding `state_json` on stdin; stops at the first failure.
 pub fn run(spec: &Spec, stage: Stage, state_json: &[u8]) -> Result<()> {
     for hook in of(spec, stage) {

@@ -24,7 +24,7 @@ use nix::fcntl::OFlag;
 use nix::sys::stat::Mode;
 
 use crate::engine::container::create::{launch, LaunchOptions, Ready};
-use crate::engine::container::standby::{Job, PlacedInit, PLACE};
+use crate::engine::container::standby::{Job, PlacedInit, TAKEN};
 use crate::engine::container::{Runtime, FIFO_FILE, SHIM_LOG};
 use crate::engine::error::{EngineError, Result};
 pub use monitor::Monitor;
@@ -98,15 +98,19 @@ pub fn standby_main(a: StandbyArgs) -> i32 {
         cgroup_root: a.cgroup_root.clone(),
         cgroup_parent: a.cgroup_parent.clone(),
     };
-    let name = format!("minid-standby-{}", std::process::id());
+    let name = crate::engine::container::standby::cgroup_name(std::process::id());
     // Without one (cgroup v2, or it failed) the job clones a fresh init as any shim does.
     let placed = PlacedInit::prepare(&rt, &name, a.nice).ok().flatten();
+    // The init moves into its cgroup now, long before a create needs it (the move holds the
+    // kernel's cgroup mutex: it runs at normal priority, and only it does).
+    if let Some(p) = &placed {
+        p.place();
+    }
     // SAFETY: the job fd is ours (moved off stdin above) and used only here.
     let mut f = unsafe { std::fs::File::from_raw_fd(job_fd) };
-    // First the word that a create has begun (the init moves into its cgroup meanwhile),
-    // then the job itself.
+    // First the word that a create has begun (we leave idle priority meanwhile), then the job.
     let mut first = [0u8; 1];
-    if !matches!(f.read(&mut first), Ok(1)) || first[..] != *PLACE {
+    if !matches!(f.read(&mut first), Ok(1)) || first[..] != *TAKEN {
         // minid let us go (or went away): the standby init and its cgroup go with us.
         return 0;
     }
@@ -119,9 +123,6 @@ pub fn standby_main(a: StandbyArgs) -> i32 {
             },
         );
         return 1;
-    }
-    if let Some(p) = &placed {
-        p.place();
     }
     let mut buf = Vec::new();
     let job: Job = match f

@@ -59,10 +59,22 @@ fn standbys_make_ordinary_containers_and_leave_with_their_agent() {
     wait_for("a standby shim", Duration::from_secs(10), || {
         !standbys(&run).is_empty()
     });
+    let v1 = std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists();
+    let holds_a_process = |d: &Option<PathBuf>| {
+        d.as_ref().is_some_and(|d| {
+            std::fs::read_to_string(d.join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+        })
+    };
+    if v1 {
+        // Its init is in its own cgroup before any create asks for it: the move's grace period
+        // passes while nobody waits.
+        wait_for(
+            "the standby's init in its cgroup",
+            Duration::from_secs(10),
+            || standbys(&run).iter().any(|(_, d)| holds_a_process(d)),
+        );
+    }
     let first = standbys(&run);
-    let v1 = first
-        .iter()
-        .any(|(_, d)| d.as_ref().is_some_and(|d| d.is_dir()));
 
     // Taken by this create: its limits are the container's, and it reports the exit.
     let out = n.ctl(&[

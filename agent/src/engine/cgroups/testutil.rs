@@ -129,6 +129,18 @@ impl Drop for CgroupGuard {
     }
 }
 
+/// A v1 parent cgroup of a unique name (tagged `tag`) under `own`, for a test's cgroups
+/// (`--cgroup-parent` style: relative); removed, with what is left under it, when dropped.
+pub(crate) fn v1_parent(root: &Path, own: &str, tag: &str) -> (String, CgroupGuard) {
+    let name = unique(tag);
+    let path =
+        super::resolve_path(own, CgroupVersion::V1, Some(Path::new(&name)), None, "x").unwrap();
+    (
+        name,
+        CgroupGuard(super::open_path(root, CgroupVersion::V1, &path)),
+    )
+}
+
 /// Kills and reaps the child when the test ends, unless the test reaped it already.
 pub(crate) struct ChildGuard(pub Option<Child>);
 

@@ -477,6 +477,11 @@ fn read_limit(p: &Path) -> Result<i64, CgroupError> {
 }
 
 /// Maps each known controller to its hierarchy directory under `root`.
+/// Where `controller`'s hierarchy is mounted under `root`, if it is.
+pub(crate) fn hierarchy(root: &Path, controller: &str) -> Option<PathBuf> {
+    find_hierarchies(root).remove(controller)
+}
+
 fn find_hierarchies(root: &Path) -> BTreeMap<String, PathBuf> {
     let mut exact = BTreeMap::new();
     let mut combined = BTreeMap::new();

@@ -216,6 +216,7 @@ pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, super::Lo
         cgroup_root: rt.cgroup_root.clone(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         log_path: None,
+        hooks: crate::engine::hooks::any_after_create(&spec),
     };
     if let Err(e) = super::write_record(&dir, &record) {
         let _ = std::fs::remove_dir_all(&dir);

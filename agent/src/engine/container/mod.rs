@@ -80,12 +80,14 @@ impl Runtime {
     }
 
     /// Every container under the root, sorted by id; unreadable ones are reported, not hidden.
+    /// Retired ones ([`delete::retire`], a name no id can have) are gone already.
     pub fn list(&self) -> Result<Vec<Result<Container>>> {
         let mut ids: Vec<String> = match std::fs::read_dir(&self.root) {
             Ok(rd) => rd
                 .filter_map(|e| e.ok())
                 .filter(|e| e.path().is_dir())
                 .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with(delete::RETIRED_PREFIX))
                 .collect(),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(EngineError::io("read", &self.root, e)),
@@ -127,6 +129,14 @@ pub struct Record {
     /// The CRI log file, when the shim writes one.
     #[serde(default)]
     pub log_path: Option<PathBuf>,
+    /// The spec has poststart or poststop hooks (see [`crate::engine::hooks::any_after_create`]);
+    /// a record from before this field says yes, so its bundle is read as before.
+    #[serde(default = "yes")]
+    pub hooks: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_cgroup_root() -> PathBuf {
@@ -474,6 +484,7 @@ mod tests {
             cgroup_root: default_cgroup_root(),
             annotations: Default::default(),
             log_path: None,
+            hooks: false,
         };
         fsutil::write_json_atomic(&rt.dir("c1").join(STATE_FILE), &rec).expect("write");
         std::fs::write(rt.dir("c1").join(FIFO_FILE), b"").expect("fifo stand-in");

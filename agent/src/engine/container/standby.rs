@@ -6,7 +6,8 @@
 //! for an RCU grace period (the writer side of the kernel's cgroup threadgroup lock), 5 to
 //! 30 ms on an idle machine. A standby shim (`minid shim-standby`) does all of that ahead of
 //! time: it detaches, and on v1 makes a cgroup of its own beside the containers' and clones a
-//! standby init into it ([`PlacedInit`]). Then it waits on a pipe for a [`Job`]. Given one, it
+//! standby init into it ([`PlacedInit`]), which moves into that cgroup at once, so that its
+//! grace period passes while no create waits for it. Then it waits on a pipe for a [`Job`]. Given one, it
 //! runs exactly as a shim started for that container would, except that it renames the
 //! standby's cgroup to the container's (v1 cgroups can be renamed; the processes in them stay)
 //! and hands the standby init its job instead of cloning a new one.
@@ -14,6 +15,12 @@
 //! minid keeps `--standby-shims` standbys and starts a new one after each it hands out. A
 //! standby whose minid goes away sees its job pipe close: it kills its standby init, removes
 //! the cgroup and exits. Nothing about a container depends on whether its shim was a standby.
+//!
+//! A standby starts at `SCHED_IDLE` (its exec and setup must not slow the create that just took
+//! the previous one); its init's move alone runs at normal priority, since it holds the
+//! kernel's cgroup mutex, and the shim leaves idle priority when a create takes it. While that
+//! move waits out its grace period every other cgroup change waits too: a container's removal
+//! therefore answers before its cgroup goes ([`super::delete::retire`]).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -35,8 +42,9 @@ use crate::engine::namespaces::Plan;
 use crate::engine::process::{self, init::InitConfig};
 use crate::engine::spec;
 
-/// The byte on the job pipe that comes before the job: "place your init now".
-pub const PLACE: &[u8] = b"p";
+/// The byte on the job pipe that comes before the job: "a create has begun: leave idle
+/// priority".
+pub const TAKEN: &[u8] = b"t";
 
 /// What a standby shim is told to do: the part of `minid shim`'s arguments that names the
 /// container.
@@ -163,10 +171,10 @@ impl Warm {
         )
     }
 
-    /// Tells the standby that a job is coming: on cgroup v1 its init moves into its cgroup
-    /// meanwhile. (A standby let go without a job after this is simply wasted.)
-    pub fn place(&mut self) {
-        let _ = self.job.write_all(PLACE);
+    /// Tells the standby that a job is coming, so that it leaves idle priority meanwhile. (A
+    /// standby let go without a job after this is simply wasted.)
+    pub fn claim(&mut self) {
+        let _ = self.job.write_all(TAKEN);
     }
 
     /// Hands over the job; returns what the shim reported on its ready pipe, `None` if the
@@ -240,6 +248,7 @@ impl std::fmt::Debug for ShimPool {
 impl ShimPool {
     /// A pool of `size` standby shims for containers of `rt`, started in the background.
     pub fn new(rt: &Runtime, size: usize) -> Result<Arc<ShimPool>> {
+        sweep_stale(rt);
         let exe = std::fs::read_link("/proc/self/exe")
             .map_err(|e| EngineError::io("read", "/proc/self/exe", e))?;
         let pool = Arc::new(ShimPool {
@@ -254,12 +263,12 @@ impl ShimPool {
         Ok(pool)
     }
 
-    /// A standby shim for a create that begins now, told to place its init, if one is ready.
+    /// A standby shim for a create that begins now, told it is taken, if one is ready.
     pub fn take(self: &Arc<Self>) -> Option<Taken> {
         let mut warm = self.warm.lock().unwrap_or_else(|e| e.into_inner());
         while let Some(mut w) = warm.pop() {
             if w.alive() {
-                w.place();
+                w.claim();
                 return Some(Taken {
                     warm: Mutex::new(Some(w)),
                     pool: self.clone(),
@@ -372,5 +381,115 @@ impl ShimPool {
                 let _ = r.read_to_end(&mut sink);
             }
         }
+    }
+}
+
+/// The name of a standby shim's cgroup (beside the containers' cgroups).
+pub fn cgroup_name(shim_pid: u32) -> String {
+    format!("{STANDBY_CGROUP_PREFIX}{shim_pid}")
+}
+
+const STANDBY_CGROUP_PREFIX: &str = "minid-standby-";
+
+/// Removes the cgroups that standby shims killed before they could clean up left behind
+/// (cgroup v1; on v2 there are none): `minid-standby-<pid>` beside the containers' cgroups
+/// whose shim is gone. A cgroup with a process in it is never removed (the kernel refuses).
+pub fn sweep_stale(rt: &Runtime) -> Vec<String> {
+    let mut removed = Vec::new();
+    if !matches!(
+        cgroups::detect(&rt.cgroup_root),
+        Ok(cgroups::CgroupVersion::V1)
+    ) {
+        return removed;
+    }
+    let Ok(own) = std::fs::read_to_string("/proc/self/cgroup") else {
+        return removed;
+    };
+    let resolve = |name: &str| {
+        cgroups::resolve_path(
+            &own,
+            cgroups::CgroupVersion::V1,
+            None,
+            rt.cgroup_parent.as_deref(),
+            name,
+        )
+    };
+    // `path` is the memory hierarchy's path on v1 (see CgroupPath).
+    let (Ok(probe), Some(memory)) = (
+        resolve(&cgroup_name(0)),
+        cgroups::v1::hierarchy(&rt.cgroup_root, "memory"),
+    ) else {
+        return removed;
+    };
+    let Some(parent) = std::path::Path::new(&probe.path).parent() else {
+        return removed;
+    };
+    let Ok(rd) = std::fs::read_dir(memory.join(parent.strip_prefix("/").unwrap_or(parent))) else {
+        return removed;
+    };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STANDBY_CGROUP_PREFIX)
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue; // a live standby (of this minid's predecessor, cleaning up, or another's)
+        }
+        if let Ok(path) = resolve(&name) {
+            if cgroups::open_path(&rt.cgroup_root, cgroups::CgroupVersion::V1, &path)
+                .remove()
+                .is_ok()
+            {
+                removed.push(name);
+            }
+        }
+    }
+    removed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::cgroups::testutil::{privileged, v1_parent, CgroupGuard};
+    use crate::engine::cgroups::{open_path, resolve_path, CgroupVersion};
+
+    #[test]
+    fn privileged_v1_stale_standby_cgroups_are_swept_and_live_ones_kept() {
+        let Some((root, own)) = privileged(CgroupVersion::V1, &["memory", "pids"]) else {
+            return;
+        };
+        let (parent_name, parent) = v1_parent(&root, &own, "sweep");
+        let mut rt = Runtime::new("/nonexistent-run-root");
+        rt.cgroup_root = root.clone();
+        rt.cgroup_parent = Some(parent_name.clone());
+        // A shim that is gone (reaped) and one that is alive (this process).
+        let mut gone = std::process::Command::new("true").spawn().unwrap();
+        let gone_pid = gone.id();
+        gone.wait().unwrap();
+        let at = |name: &str| {
+            let p = resolve_path(&own, CgroupVersion::V1, None, Some(&parent_name), name).unwrap();
+            let dir = root
+                .join("pids")
+                .join(p.for_controller("pids").trim_start_matches('/'));
+            (open_path(&root, CgroupVersion::V1, &p), dir)
+        };
+        let (stale, stale_dir) = at(&cgroup_name(gone_pid));
+        stale.create().unwrap();
+        let (live, live_dir) = at(&cgroup_name(std::process::id()));
+        live.create().unwrap();
+        let live = CgroupGuard(live);
+        // Not a standby's: never touched.
+        let (other, other_dir) = at("something-else-1");
+        other.create().unwrap();
+        let other = CgroupGuard(other);
+
+        assert_eq!(sweep_stale(&rt), vec![cgroup_name(gone_pid)]);
+        assert!(!stale_dir.exists(), "stale standby cgroup kept");
+        assert!(live_dir.is_dir(), "a live standby's cgroup was removed");
+        assert!(other_dir.is_dir(), "a cgroup not a standby's was removed");
+        drop((live, other, parent));
     }
 }

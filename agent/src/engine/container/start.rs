@@ -74,6 +74,9 @@ pub fn start(rt: &Runtime, id: &str) -> Result<Vec<String>> {
     std::fs::remove_file(&fifo).map_err(|e| EngineError::io("remove", &fifo, e))?;
     drop(lock);
     let mut warnings = Vec::new();
+    if !rec.hooks {
+        return Ok(warnings);
+    }
     let spec = spec::load(&rec.bundle)?;
     if let Err(e) = hooks::run(
         &spec,

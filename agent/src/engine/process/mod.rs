@@ -185,8 +185,8 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned> {
 /// namespace, it waits to be told [`Message::Place`], moves itself into the cgroup it was
 /// given, says [`Message::Placed`], and waits for a [`Message::Job`]. On cgroup v1 every move
 /// into a cgroup waits for an RCU grace period (the writer side of the kernel's cgroup
-/// threadgroup lock, taken with `cgroup_mutex` held), 5 to 30 ms here: told to place itself
-/// when a create begins, a standby pays it while minid prepares the container's files.
+/// threadgroup lock, taken with `cgroup_mutex` held), 5 to 30 ms here: a standby is told to
+/// place itself as soon as it exists, so that no create waits for it.
 #[derive(Debug)]
 pub struct Standby {
     pub pid: Pid,
