@@ -226,3 +226,51 @@ fn a_failure_midway_leaves_nothing_behind() {
     assert!(!link_exists(&network::host_if(id)));
     std::fs::remove_file(&dir).unwrap();
 }
+
+#[test]
+fn namespaces_made_ahead_are_fresh_distinct_and_have_loopback_up() {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        println!("skipping: needs root (network namespaces)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pool = netlink::NetnsPool::new(1);
+    let filled = |what: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(5);
+        while pool.ready() < 1 {
+            assert!(
+                std::time::Instant::now() < end,
+                "the pool did not fill {what}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    filled("at first");
+    let a = dir.path().join("a");
+    pool.create_at(&a).unwrap();
+    filled("again after a take");
+    let b = dir.path().join("b");
+    pool.create_at(&b).unwrap();
+    let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+    assert_ne!(ino(&a), ino(&b), "two containers got one namespace");
+    assert_ne!(
+        ino(&a),
+        ino(Path::new("/proc/self/ns/net")),
+        "the host's namespace"
+    );
+    // Loopback is up inside: a listener on 127.0.0.1 takes a connection there.
+    let ns = std::fs::File::open(&a).unwrap();
+    std::thread::spawn(move || {
+        nix::sched::setns(ns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        drop((c, l.accept().unwrap()));
+    })
+    .join()
+    .unwrap();
+    for p in [&a, &b] {
+        netlink::delete_netns(p).unwrap();
+        assert!(!p.exists());
+    }
+}

@@ -285,6 +285,8 @@ pub struct Daemon {
     pub rt: Runtime,
     /// Shims started ahead of creates.
     standby: Option<Arc<ShimPool>>,
+    /// Network namespaces made ahead for `--network none` containers (as many as standbys).
+    netns_pool: Option<Arc<crate::engine::network::netlink::NetnsPool>>,
     pub images: ImageStore,
     registry: Mutex<Registry>,
     admission: tokio::sync::Mutex<()>,
@@ -435,10 +437,13 @@ impl Daemon {
                 }
             },
         };
+        let netns_pool = (cfg.standby_shims > 0)
+            .then(|| crate::engine::network::netlink::NetnsPool::new(cfg.standby_shims));
         let d = Daemon {
             cfg,
             rt,
             standby,
+            netns_pool,
             images,
             registry: Mutex::new(Registry::default()),
             admission: tokio::sync::Mutex::new(()),
@@ -616,7 +621,10 @@ impl Daemon {
             std::fs::create_dir_all(dir).map_err(|e| EngineError::io("create", dir, e))?;
         }
         let _ = crate::engine::network::netlink::delete_netns(&path);
-        crate::engine::network::netlink::create_netns(&path)?;
+        match &self.netns_pool {
+            Some(pool) => pool.create_at(&path)?,
+            None => crate::engine::network::netlink::create_netns(&path)?,
+        }
         Ok(path)
     }
 
@@ -807,6 +815,29 @@ impl Daemon {
         self.update_meta_with(e, fsutil::Durability::Volatile, f)
     }
 
+    /// [`Self::note_meta`] for a change nobody waits to see on disk (a start time): made in
+    /// memory now, saved on a blocking thread (a failure there is logged). What is saved is
+    /// the meta as it is by then, so a later change saved first is never undone.
+    fn note_meta_soon(self: &Arc<Self>, e: &Arc<Entry>, f: impl FnOnce(&mut Meta)) -> Meta {
+        let m = {
+            let mut g = lock(&e.meta);
+            f(&mut g);
+            g.clone()
+        };
+        let d = self.clone();
+        let e = e.clone();
+        tokio::task::spawn_blocking(move || {
+            let _saving = lock(&e.saving);
+            if e.removing.load(Ordering::SeqCst) || e.observed.borrow().removed {
+                return; // its directory is going
+            }
+            if let Err(err) = d.save_with(&e.meta(), fsutil::Durability::Volatile) {
+                tracing::error!(container_id = %e.id, error = %err, "saving a container's state");
+            }
+        });
+        m
+    }
+
     fn update_meta_with(
         &self,
         e: &Entry,
@@ -942,6 +973,14 @@ impl Daemon {
     /// Bundle, engine container (shim waiting to start), meta. Undone on failure.
     fn make(&self, id: &str, name: &str, cfg: &ContainerConfig, img: &Image) -> Result<Meta> {
         let mut standby = self.take_standby();
+        // An auto-removed container ends with its run: its files are not fsynced (a reboot
+        // ends the run, and what it left is removed at the next start). Written atomically all
+        // the same.
+        let durability = if cfg.auto_remove {
+            fsutil::Durability::Volatile
+        } else {
+            fsutil::Durability::Durable
+        };
         let dir = self.dir(id);
         std::fs::create_dir_all(&dir).map_err(|e| EngineError::io("create", &dir, e))?;
         let res = (|| {
@@ -955,11 +994,19 @@ impl Daemon {
             };
             let _snap = tracing::info_span!("snapshot prepare", container.id = %id).entered();
             // config.json is written once the container's settings are in the spec.
-            let b = image::prepare_bundle(&self.images, img, &bundle_dir, id, &overrides, false)
-                .map_err(|e| match e {
-                    image::ImageError::InvalidConfig(m) => EngineError::InvalidArgument(m),
-                    other => other.into(),
-                })?;
+            let b = image::prepare_bundle(
+                &self.images,
+                img,
+                &bundle_dir,
+                id,
+                &overrides,
+                false,
+                durability,
+            )
+            .map_err(|e| match e {
+                image::ImageError::InvalidConfig(m) => EngineError::InvalidArgument(m),
+                other => other.into(),
+            })?;
             let mut spec = b.spec;
             let bridged = cfg.network() == "bridge";
             let made = (|| {
@@ -990,7 +1037,7 @@ impl Daemon {
                     None
                 };
                 config::apply(cfg, id, &mut spec, net.as_ref())?;
-                fsutil::write_json_atomic(&bundle_dir.join("config.json"), &spec)?;
+                fsutil::write_json_atomic_with(&bundle_dir.join("config.json"), &spec, durability)?;
                 let command = spec
                     .process()
                     .as_ref()
@@ -1010,7 +1057,7 @@ impl Daemon {
                     published: Vec::new(),
                     error: None,
                 };
-                self.save(&meta)?;
+                self.save_with(&meta, durability)?;
                 self.engine_create(id, cfg.open_stdin, standby.take())?;
                 Ok(meta)
             })();
@@ -1160,7 +1207,7 @@ impl Daemon {
             Ok((d.rt.load(&id)?.record()?.pid, published))
         })
         .await?;
-        let m = self.note_meta(e, |m| {
+        let m = self.note_meta_soon(e, |m| {
             m.started_at = Some(logs::format_time(SystemTime::now()));
             m.error = None;
             if let Some(p) = &published {
@@ -1168,7 +1215,7 @@ impl Daemon {
                 // publishes again.
                 m.published = p.clone();
             }
-        })?;
+        });
         self.emit("start", &m, BTreeMap::new());
         e.kick.notify_one();
         Ok(pid)
@@ -1515,9 +1562,20 @@ impl Daemon {
     }
 
     async fn supervise(self: Arc<Self>, e: Arc<Entry>) {
+        let m = e.meta();
+        // An auto-removed container whose run a reboot ended (the engine's state, on tmpfs,
+        // is gone) is removed, as Docker does at its start.
+        if m.config.auto_remove
+            && matches!(self.rt.load(&e.id), Err(EngineError::ContainerNotFound(_)))
+        {
+            if let Err(err) = self.remove(&e.id, true).await {
+                tracing::error!(container_id = %e.id, error = %err, "auto-remove after a reboot");
+            } else {
+                return;
+            }
+        }
         // After a reboot the engine's state (on tmpfs) is gone: containers whose policy says
         // always or unless-stopped, and that the user had not stopped, run again.
-        let m = e.meta();
         if m.started_at.is_some()
             && !m.manually_stopped
             && matches!(
@@ -1596,12 +1654,25 @@ impl Daemon {
             o.exits += 1;
             o.last_exit = Some(exit.clone());
         });
-        let m = match self.note_meta(e, |m| m.last_exit = Some(exit.clone())) {
-            Ok(m) => m,
-            Err(err) => {
-                tracing::error!(container_id = %e.id, error = %err, "recording an exit");
-                lock(&e.meta).last_exit = Some(exit.clone());
-                e.meta()
+        let before = e.meta();
+        let removed_next = before.config.auto_remove
+            && (before.manually_stopped
+                || !before
+                    .config
+                    .restart
+                    .should_restart(exit.code, before.restart_count));
+        let m = if removed_next {
+            // Its meta file goes next (a failed removal saves it, error and all).
+            lock(&e.meta).last_exit = Some(exit.clone());
+            e.meta()
+        } else {
+            match self.note_meta(e, |m| m.last_exit = Some(exit.clone())) {
+                Ok(m) => m,
+                Err(err) => {
+                    tracing::error!(container_id = %e.id, error = %err, "recording an exit");
+                    lock(&e.meta).last_exit = Some(exit.clone());
+                    e.meta()
+                }
             }
         };
         if exit.oom_killed {

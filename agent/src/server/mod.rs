@@ -89,7 +89,8 @@ pub struct ServeArgs {
     #[arg(long, conflicts_with_all = ["bridge", "subnet", "nft_table"])]
     pub no_bridge: bool,
     /// Shims to keep started ahead of creates, so that a create hands its container to a
-    /// waiting shim (on cgroup v1 with the init already in a cgroup); 0 starts one per create
+    /// waiting shim (on cgroup v1 with the init already in a cgroup), and as many network
+    /// namespaces for `--network none`; 0 makes each when a create needs it
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=16))]
     pub standby_shims: u8,
     /// The cluster's whole container range (every node's --subnet is part of it): traffic

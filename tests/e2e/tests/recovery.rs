@@ -133,3 +133,64 @@ fn sigterm_stops_the_agent_even_with_open_streams_and_containers_run_on() {
     n.launch();
     assert_eq!(n.inspect("svc")["State"]["Status"], "running");
 }
+
+/// What a reboot leaves of a container whose init runs: its state on disk, none of its
+/// processes, none of the engine's state (on tmpfs), no namespace mount, an empty cgroup (gone
+/// too after a real reboot, removed here). Done while its agent is down.
+fn reboot_away(n: &Node, id: &str) {
+    let dir = n.run.join(id);
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).expect("state.json"))
+            .expect("record");
+    let init = rec["pid"].as_i64().expect("init pid") as i32;
+    // The init is ours (this test's agent started it); its shim records its end and exits.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill the init");
+    n.until(Duration::from_secs(10), "the shim's exit record", || {
+        dir.join("exit.json").exists()
+    });
+    std::fs::remove_dir_all(&dir).expect("remove the engine state");
+    let netns = n.run.join("netns").join(id);
+    let _ = nix::mount::umount2(&netns, nix::mount::MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_file(&netns);
+    let mut paths: Vec<String> = vec![rec["cgroup"]["path"].as_str().expect("path").into()];
+    if let Some(m) = rec["cgroup"]["v1"].as_object() {
+        paths.extend(m.values().filter_map(|v| v.as_str().map(String::from)));
+    }
+    for h in std::fs::read_dir("/sys/fs/cgroup")
+        .expect("cgroup root")
+        .flatten()
+    {
+        for p in &paths {
+            let _ = std::fs::remove_dir(h.path().join(p.trim_start_matches('/')));
+        }
+    }
+}
+
+#[test]
+fn an_auto_removed_container_whose_run_a_reboot_ended_is_removed() {
+    require_root!();
+    let mut n = Node::start();
+    let gone = n.ok(&["create", "--rm", "--network", "none", "busybox", "true"]);
+    let gone = gone.trim().to_string();
+    let kept = n.ok(&["create", "--network", "none", "busybox", "true"]);
+    let kept = kept.trim().to_string();
+    n.kill9();
+    reboot_away(&n, &gone);
+    n.launch();
+    n.until(
+        Duration::from_secs(10),
+        "the --rm container's removal",
+        || !n.ok(&["ps", "-aq", "--no-trunc"]).contains(&gone),
+    );
+    assert!(
+        !n.state.join("containers").join(&gone).exists(),
+        "its files are left"
+    );
+    // One without --rm is still there, and still runs.
+    let out = n.ctl(&["start", "-a", &kept]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}

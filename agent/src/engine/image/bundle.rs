@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::unpack::open_how;
 use super::{Image, ImageError, ImageStore};
-use crate::engine::fsutil::{read_json, write_json_atomic};
+use crate::engine::fsutil::{read_json, write_json_atomic_with, Durability};
 use crate::engine::snapshot::{mount_all, unmount_all, Snapshotter};
 
 /// The file in a bundle directory naming its snapshot.
@@ -297,11 +297,13 @@ pub fn create_bundle_with(
     key: &str,
     o: &ProcessOverrides,
 ) -> Result<Bundle, ImageError> {
-    prepare_bundle(store, image, dir, key, o, true)
+    prepare_bundle(store, image, dir, key, o, true, Durability::Durable)
 }
 
 /// [`create_bundle_with`], leaving `config.json` to a caller that adds to the spec first
-/// (`write_config` false): the file is then written once, not twice.
+/// (`write_config` false): the file is then written once, not twice. `durability` says
+/// whether the bundle's files are fsynced: not for a container that is removed when it exits,
+/// which no reboot will find again.
 pub fn prepare_bundle(
     store: &ImageStore,
     image: &Image,
@@ -309,6 +311,7 @@ pub fn prepare_bundle(
     key: &str,
     o: &ProcessOverrides,
     write_config: bool,
+    durability: Durability,
 ) -> Result<Bundle, ImageError> {
     let args = process_args(image, o)?;
     fs::create_dir_all(dir).map_err(|e| ImageError::io("create", dir, e))?;
@@ -323,13 +326,14 @@ pub fn prepare_bundle(
             )));
         }
     }
-    write_json_atomic(
+    write_json_atomic_with(
         &sref,
         &SnapshotRef {
             snapshotter: "overlay".into(),
             key: key.to_string(),
             image: image.name.clone(),
         },
+        durability,
     )?;
     let rootfs = dir.join("rootfs");
     let mut mounted = false;
@@ -342,7 +346,7 @@ pub fn prepare_bundle(
         mounted = true;
         let spec = build_spec(image, &rootfs, args, o)?;
         if write_config {
-            write_json_atomic(&config, &spec)?;
+            write_json_atomic_with(&config, &spec, durability)?;
         }
         Ok(spec)
     })();

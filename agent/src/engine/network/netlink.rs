@@ -158,6 +158,109 @@ pub fn create_netns(path: &Path) -> Result<()> {
     made
 }
 
+/// Network namespaces made ahead of time (loopback up), each held by a descriptor, so that a
+/// container's own namespace costs a bind mount when it is made: making one costs most of a
+/// millisecond of the kernel's per-namespace setup. Refilled on a thread of its own after each
+/// take (at the caller's priority: setting a namespace up takes the kernel's network locks).
+#[derive(Debug)]
+pub struct NetnsPool {
+    size: usize,
+    ready: std::sync::Mutex<Vec<std::os::fd::OwnedFd>>,
+    filling: std::sync::atomic::AtomicBool,
+}
+
+impl NetnsPool {
+    /// A pool of `size` namespaces, made in the background.
+    pub fn new(size: usize) -> std::sync::Arc<NetnsPool> {
+        let pool = std::sync::Arc::new(NetnsPool {
+            size,
+            ready: std::sync::Mutex::new(Vec::new()),
+            filling: std::sync::atomic::AtomicBool::new(false),
+        });
+        pool.refill();
+        pool
+    }
+
+    /// Keeps a new namespace at `path`, as [`create_netns`] does: one of the pool's if it has
+    /// one (and the pool fills up again), else one made now.
+    pub fn create_at(self: &std::sync::Arc<Self>, path: &Path) -> Result<()> {
+        let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        self.refill();
+        let Some(ns) = ready else {
+            return create_netns(path);
+        };
+        File::create(path).map_err(|e| EngineError::io("create", path, e))?;
+        let src = format!("/proc/self/fd/{}", ns.as_raw_fd());
+        let res = mount(
+            Some(src.as_str()),
+            path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        );
+        // The mount holds the namespace now; the descriptor goes.
+        drop(ns);
+        res.map_err(|e| {
+            let _ = std::fs::remove_file(path);
+            EngineError::sys(format!("bind-mounting a netns on {}", path.display()), e)
+        })
+    }
+
+    /// How many namespaces wait in the pool.
+    pub fn ready(&self) -> usize {
+        self.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    fn refill(self: &std::sync::Arc<Self>) {
+        use std::sync::atomic::Ordering;
+        if self.filling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let pool = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("netns-pool".into())
+            .spawn(move || loop {
+                // Each unshare leaves this thread in a new namespace, held by the descriptor
+                // opened on it; the thread's own reference goes when it ends.
+                let mut failed = false;
+                while pool.ready() < pool.size {
+                    match make_held_netns() {
+                        Ok(ns) => pool
+                            .ready
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .push(ns),
+                        Err(e) => {
+                            // Creates make their own meanwhile; tried again after the next.
+                            tracing::warn!(error = %e, "making a network namespace ahead");
+                            failed = true;
+                            break;
+                        }
+                    }
+                }
+                pool.filling.store(false, Ordering::SeqCst);
+                // A take between the last check and now found us filling: fill for it.
+                if failed || pool.ready() >= pool.size || pool.filling.swap(true, Ordering::SeqCst)
+                {
+                    break;
+                }
+            });
+        if spawned.is_err() {
+            self.filling.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Moves the calling thread into a new network namespace with its loopback up; returns a
+/// descriptor that holds it.
+fn make_held_netns() -> Result<std::os::fd::OwnedFd> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| EngineError::sys("unshare(CLONE_NEWNET)", e))?;
+    crate::engine::namespaces::loopback_up()?;
+    let f = File::open("/proc/thread-self/ns/net")
+        .map_err(|e| EngineError::io("open", "/proc/thread-self/ns/net", e))?;
+    Ok(f.into())
+}
+
 /// Releases the namespace kept at `path` (it ends with its last process) and removes the
 /// file. Idempotent.
 pub fn delete_netns(path: &Path) -> Result<()> {
