@@ -1058,7 +1058,7 @@ impl Daemon {
                     error: None,
                 };
                 self.save_with(&meta, durability)?;
-                self.engine_create(id, cfg.open_stdin, standby.take())?;
+                self.engine_create(id, cfg.open_stdin, standby.take(), Some(spec))?;
                 Ok(meta)
             })();
             if made.is_err() {
@@ -1089,6 +1089,7 @@ impl Daemon {
         id: &str,
         open_stdin: bool,
         standby: Option<container::standby::Taken>,
+        spec: Option<oci_spec::runtime::Spec>,
     ) -> Result<i32> {
         let _s = tracing::info_span!("shim spawn", container.id = %id).entered();
         container::create::create(
@@ -1107,6 +1108,7 @@ impl Daemon {
                     open_stdin,
                 }),
                 standby,
+                spec,
             },
         )
     }
@@ -1175,11 +1177,11 @@ impl Daemon {
                 Ok(Status::Stopped) | Ok(Status::Creating) => {
                     container::delete::delete(&d.rt, &id, true)?;
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id, open_stdin, d.take_standby())?;
+                    d.engine_create(&id, open_stdin, d.take_standby(), None)?;
                 }
                 Err(EngineError::ContainerNotFound(_)) => {
                     d.ensure_rootfs(&id)?;
-                    d.engine_create(&id, open_stdin, d.take_standby())?;
+                    d.engine_create(&id, open_stdin, d.take_standby(), None)?;
                 }
                 Err(other) => return Err(other),
             }

@@ -109,7 +109,7 @@ pub fn load(bundle: &Path) -> Result<Spec> {
     let data = std::fs::read(&path).map_err(|e| EngineError::io("read", &path, e))?;
     let raw: serde_json::Value = serde_json::from_slice(&data)
         .map_err(|e| EngineError::InvalidSpec(format!("{}: {e}", path.display())))?;
-    let mut spec: Spec = serde_json::from_value(raw.clone())
+    let spec = <Spec as serde::Deserialize>::deserialize(&raw)
         .map_err(|e| EngineError::InvalidSpec(format!("{}: {e}", path.display())))?;
     // The spec types drop fields they do not know (a newer runtime-spec field, idmapped
     // mounts, a typo); dropping them silently would run something other than what was asked.
@@ -123,6 +123,13 @@ pub fn load(bundle: &Path) -> Result<Spec> {
             unknown.join(", ")
         )));
     }
+    resolve(spec, bundle)
+}
+
+/// Validates a spec of the bundle at `bundle` (one read from its `config.json`, or the one a
+/// caller has just written there) and resolves its root path and relative bind sources against
+/// the bundle, as [`load`] does.
+pub fn resolve(mut spec: Spec, bundle: &Path) -> Result<Spec> {
     validate(&spec)?;
     let root = rootfs_path(&spec, bundle)?;
     if !root.is_dir() {

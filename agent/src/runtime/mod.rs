@@ -291,6 +291,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                     preserve_fds,
                     stdio,
                     standby: None,
+                    spec: None,
                 },
             )?;
             Ok(0)
@@ -356,6 +357,7 @@ fn dispatch(cli: RuntimeCli) -> Result<i32, EngineError> {
                         preserve_fds,
                         stdio: StdioMode::Inherit,
                         standby: None,
+                        spec: None,
                     },
                 )?;
                 for w in start::start(&rt, &id)? {

@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use super::{now_rfc3339, validate_id, Record, Runtime, FIFO_FILE};
 use crate::engine::cgroups::{self, Cgroup};
 use crate::engine::error::{EngineError, Result};
-use crate::engine::hooks::{self, Stage};
 use crate::engine::namespaces::{self, Plan};
 use crate::engine::process::{self, init::InitConfig, SpawnRequest};
 use crate::engine::spec;
@@ -71,6 +70,9 @@ pub struct CreateOptions {
     /// A standby shim to give the container to (log mode, nothing passed by number or to a
     /// console socket); without one a fresh shim is started.
     pub standby: Option<super::standby::Taken>,
+    /// The bundle's spec, when the caller has it at hand (it wrote `config.json`): not read
+    /// again here.
+    pub spec: Option<Spec>,
 }
 
 /// What the shim tells `create` over the ready pipe.
@@ -87,7 +89,7 @@ pub enum Ready {
 
 /// Validates, records, and spawns the shim; returns the init's pid.
 pub fn create(rt: &Runtime, id: &str, opts: &CreateOptions) -> Result<i32> {
-    let (spec, _lock) = prepare(rt, id, &opts.bundle)?;
+    let (spec, _lock) = prepare(rt, id, &opts.bundle, opts.spec.clone())?;
     let dir = rt.dir(id);
     let res = (|| {
         let fifo = dir.join(FIFO_FILE);
@@ -151,12 +153,21 @@ pub fn abort(rt: &Runtime, id: &str, err: EngineError) -> EngineError {
     }
 }
 
-/// Loads and validates the spec, creates the container directory and the initial record.
-pub fn prepare(rt: &Runtime, id: &str, bundle: &Path) -> Result<(Spec, super::Lock)> {
+/// Loads (unless given) and validates the spec, creates the container directory and the
+/// initial record.
+pub fn prepare(
+    rt: &Runtime,
+    id: &str,
+    bundle: &Path,
+    spec: Option<Spec>,
+) -> Result<(Spec, super::Lock)> {
     validate_id(id)?;
     let bundle =
         std::fs::canonicalize(bundle).map_err(|e| EngineError::io("open bundle", bundle, e))?;
-    let spec = spec::load(&bundle)?;
+    let spec = match spec {
+        Some(s) => spec::resolve(s, &bundle)?,
+        None => spec::load(&bundle)?,
+    };
     if let Some(caps) = spec
         .process()
         .as_ref()
@@ -390,25 +401,32 @@ pub fn launch(rt: &Runtime, id: &str, spec: &Spec, mut opts: LaunchOptions) -> R
         if let Some(res) = effective_resources(spec)? {
             cgroup.apply(&res)?;
         }
+        let exec_fifo = opts.exec_fifo.as_ref().map(|f| f.as_raw_fd());
+        let state_json = |pid: i32| state_json(id, "creating", pid, &record);
+        if let Some(sb) = standby {
+            let job = process::StandbyJob {
+                stdio: opts.stdio,
+                console: opts.console,
+                exec_fifo,
+                spec,
+                state_for_hooks: &state_json,
+            };
+            return process::spawn_standby(sb, id, job);
+        }
         let init = init_config(
             id,
             spec,
             &record,
             opts.stdio,
             opts.console,
-            opts.exec_fifo.as_ref().map(|f| f.as_raw_fd()),
+            exec_fifo,
             opts.preserve_fds,
         )?;
-        let state_json = |pid: i32| state_json(id, "creating", pid, &record);
-        let req = SpawnRequest {
+        process::spawn(SpawnRequest {
             init,
             cgroup: cgroup.as_ref(),
             state_for_hooks: &state_json,
-        };
-        match standby {
-            Some(sb) => process::spawn_standby(sb, id, req),
-            None => process::spawn(req),
-        }
+        })
     })();
     let init = match res {
         Ok(init) => init,
@@ -458,8 +476,7 @@ pub(super) fn init_config(
     for (typ, path) in plan.init_joins() {
         joins.push((*typ, namespaces::open_ns(path)?, path.clone()));
     }
-    let wait_for_hooks = !hooks::of(spec, Stage::Prestart).is_empty()
-        || !hooks::of(spec, Stage::CreateRuntime).is_empty();
+    let wait_for_hooks = process::init::waits_for_hooks(spec);
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(cfg) => Some(crate::engine::seccomp::compile(cfg)?),
         None => None,

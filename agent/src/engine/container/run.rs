@@ -25,7 +25,7 @@ pub struct RunOptions {
 
 /// Runs the container to completion; returns its exit record.
 pub fn run(rt: &Runtime, id: &str, opts: &RunOptions) -> Result<ExitRecord> {
-    let (spec, lock) = prepare(rt, id, &opts.bundle)?;
+    let (spec, lock) = prepare(rt, id, &opts.bundle, None)?;
     let mut lock = Some(lock);
     let dir = rt.dir(id);
     let res = (|| {

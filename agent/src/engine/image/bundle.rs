@@ -339,7 +339,7 @@ pub fn prepare_bundle(
     let mut mounted = false;
     let mut prepared = false;
     let res = (|| {
-        let mounts = store.prepare_rootfs(image, key)?;
+        let mounts = store.prepare_rootfs(image, key, durability)?;
         prepared = true;
         fs::create_dir_all(&rootfs).map_err(|e| ImageError::io("create", &rootfs, e))?;
         mount_all(&mounts, &rootfs)?;

@@ -666,16 +666,28 @@ impl ImageStore {
     }
 
     /// A writable active snapshot `key` for a container, on top of the image's top layer.
-    pub fn prepare_rootfs(&self, image: &Image, key: &str) -> Result<Vec<Mount>, ImageError> {
-        if let Some(top) = image.top_chain_id() {
-            self.snapshotter.stat(top).map_err(|_| {
+    pub fn prepare_rootfs(
+        &self,
+        image: &Image,
+        key: &str,
+        durability: crate::engine::fsutil::Durability,
+    ) -> Result<Vec<Mount>, ImageError> {
+        let top = image.top_chain_id();
+        let made = match durability {
+            crate::engine::fsutil::Durability::Durable => self.snapshotter.prepare(key, top),
+            crate::engine::fsutil::Durability::Volatile => {
+                self.snapshotter.prepare_volatile(key, top)
+            }
+        };
+        made.map_err(|e| match e {
+            crate::engine::snapshot::SnapshotError::NotFound(k) if Some(k.as_str()) == top => {
                 ImageError::Metadata(format!(
-                    "layer snapshot {top} of image {} is missing; re-import the image",
+                    "layer snapshot {k} of image {} is missing; re-import the image",
                     image.name
                 ))
-            })?;
-        }
-        Ok(self.snapshotter.prepare(key, image.top_chain_id())?)
+            }
+            other => other.into(),
+        })
     }
 }
 

@@ -85,6 +85,14 @@ impl From<EngineError> for Failure {
     }
 }
 
+/// Whether the init stops after making its namespaces for its parent to run the prestart and
+/// createRuntime hooks.
+pub fn waits_for_hooks(spec: &oci_spec::runtime::Spec) -> bool {
+    use crate::engine::hooks::{self, Stage};
+    !hooks::of(spec, Stage::Prestart).is_empty()
+        || !hooks::of(spec, Stage::CreateRuntime).is_empty()
+}
+
 fn setup(cfg: &InitConfig, ch: &Channel) -> std::result::Result<Never, Failure> {
     reset_signals()?;
     close_inherited(cfg, ch);

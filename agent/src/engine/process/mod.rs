@@ -12,7 +12,7 @@ pub mod identity;
 pub mod init;
 pub mod priority;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
@@ -170,7 +170,14 @@ pub fn spawn(req: SpawnRequest) -> Result<Spawned> {
     }
     drop(child_ch);
     let pid = Pid::from_raw(pid);
-    let res = drive(&req, spec, pid, &parent_ch, into.is_some());
+    let driving = Driving {
+        spec,
+        user_ns: plan.creates(oci_spec::runtime::LinuxNamespaceType::User),
+        wait_for_hooks: req.init.wait_for_hooks,
+        cgroup: into.is_none().then_some(req.cgroup),
+        state_for_hooks: req.state_for_hooks,
+    };
+    let res = drive(&driving, pid, &parent_ch);
     if res.is_err() {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         let _ = nix::sys::wait::waitpid(pid, None);
@@ -316,24 +323,45 @@ impl Standby {
     }
 }
 
-/// [`spawn`] for a standby init that is [`Standby::placed`] in `req.cgroup` already: sends it
-/// the job (its descriptors from `req.init`), then drives it like a fresh clone.
-pub fn spawn_standby(sb: Standby, id: &str, req: SpawnRequest) -> Result<Spawned> {
-    let init = &req.init;
+/// A job for a standby init (see [`spawn_standby`]): the descriptors it is to have, and what
+/// its parent runs for it.
+pub struct StandbyJob<'a> {
+    pub stdio: Option<[RawFd; 3]>,
+    pub console: Option<RawFd>,
+    pub exec_fifo: Option<RawFd>,
+    /// The container's spec: its prestart and createRuntime hooks run here.
+    pub spec: &'a Spec,
+    /// The OCI state JSON given to those hooks (pid filled in by us).
+    pub state_for_hooks: &'a dyn Fn(i32) -> Vec<u8>,
+}
+
+/// [`spawn`] for a standby init that is [`Standby::placed`] in the container's cgroup
+/// already: sends it the job, then drives it like a fresh clone. (The init builds its own
+/// [`InitConfig`] from the container's record and spec.)
+pub fn spawn_standby(sb: Standby, id: &str, job: StandbyJob) -> Result<Spawned> {
     let mut fds = Vec::new();
-    fds.extend(init.stdio.iter().flatten().copied());
-    fds.extend(init.console);
-    fds.extend(init.exec_fifo);
-    let job = Message::Job {
+    fds.extend(job.stdio.iter().flatten().copied());
+    fds.extend(job.console);
+    fds.extend(job.exec_fifo);
+    let msg = Message::Job {
         id: id.to_string(),
-        stdio: init.stdio.is_some(),
-        console: init.console.is_some(),
-        exec_fifo: init.exec_fifo.is_some(),
+        stdio: job.stdio.is_some(),
+        console: job.console.is_some(),
+        exec_fifo: job.exec_fifo.is_some(),
+    };
+    let driving = Driving {
+        spec: job.spec,
+        // A standby is taken only by containers whose sole new namespace at clone time is
+        // the pid one.
+        user_ns: false,
+        wait_for_hooks: init::waits_for_hooks(job.spec),
+        cgroup: None,
+        state_for_hooks: job.state_for_hooks,
     };
     let res = sb
         .channel
-        .send_with_fds(&job, &fds)
-        .and_then(|()| drive(&req, &req.init.spec, sb.pid, &sb.channel, true));
+        .send_with_fds(&msg, &fds)
+        .and_then(|()| drive(&driving, sb.pid, &sb.channel));
     match res {
         Ok(()) => Ok(Spawned {
             pid: sb.pid,
@@ -346,16 +374,24 @@ pub fn spawn_standby(sb: Standby, id: &str, req: SpawnRequest) -> Result<Spawned
     }
 }
 
-fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: bool) -> Result<()> {
-    if req
-        .init
-        .plan
-        .creates(oci_spec::runtime::LinuxNamespaceType::User)
-    {
-        write_id_maps(spec, pid)?;
+/// What the parent does for an init between its clone and its creation.
+struct Driving<'a> {
+    spec: &'a Spec,
+    /// It makes a user namespace: we write its id maps.
+    user_ns: bool,
+    /// It waits while we run the prestart and createRuntime hooks.
+    wait_for_hooks: bool,
+    /// The cgroup to move it into (None: it is in it).
+    cgroup: Option<&'a dyn Cgroup>,
+    state_for_hooks: &'a dyn Fn(i32) -> Vec<u8>,
+}
+
+fn drive(d: &Driving, pid: Pid, ch: &Channel) -> Result<()> {
+    if d.user_ns {
+        write_id_maps(d.spec, pid)?;
     }
-    if !in_cgroup {
-        req.cgroup.add(pid.as_raw())?;
+    if let Some(cg) = d.cgroup {
+        cg.add(pid.as_raw())?;
     }
     if let Err(e) = ch.send(&Message::Go { pid: pid.as_raw() }) {
         // The init failed before we got here: its own message says why, ours would not.
@@ -364,11 +400,11 @@ fn drive(req: &SpawnRequest, spec: &Spec, pid: Pid, ch: &Channel, in_cgroup: boo
             _ => e,
         });
     }
-    if req.init.wait_for_hooks {
+    if d.wait_for_hooks {
         ch.expect(Message::NamespacesReady)?;
-        let state = (req.state_for_hooks)(pid.as_raw());
-        hooks::run(spec, Stage::Prestart, &state)?;
-        hooks::run(spec, Stage::CreateRuntime, &state)?;
+        let state = (d.state_for_hooks)(pid.as_raw());
+        hooks::run(d.spec, Stage::Prestart, &state)?;
+        hooks::run(d.spec, Stage::CreateRuntime, &state)?;
         ch.send(&Message::HooksDone)?;
     }
     ch.expect(Message::Created)
