@@ -135,6 +135,9 @@ pub fn standby_main(a: StandbyArgs) -> i32 {
         None => return 0,
     };
     drop(f);
+    if let Some(p) = &placed {
+        p.announce(&job.id);
+    }
     let args = ShimArgs {
         root: a.root,
         id: job.id,

@@ -411,7 +411,7 @@ pub fn launch(rt: &Runtime, id: &str, spec: &Spec, mut opts: LaunchOptions) -> R
                 spec,
                 state_for_hooks: &state_json,
             };
-            return process::spawn_standby(sb, id, job);
+            return process::spawn_standby(sb, job);
         }
         let init = init_config(
             id,

@@ -88,7 +88,7 @@ impl PlacedInit {
         let cgroup = cgroups::open_path(&rt.cgroup_root, version, &path);
         cgroup.create()?;
         let rt2 = rt.clone();
-        let build = move |id: &str, fds: process::JobFds| standby_config(&rt2, id, fds);
+        let build = move |id: &str| standby_config(&rt2, id);
         match process::clone_standby(cgroup.as_ref(), nice, &build) {
             Ok(init) => Ok(Some(PlacedInit {
                 held: Some((init, cgroup)),
@@ -105,6 +105,15 @@ impl PlacedInit {
     pub fn place(&self) {
         if let Some((init, _)) = &self.held {
             let _ = init.place();
+        }
+    }
+
+    /// Tells the standby init which container it is likely to become the init of, so that it
+    /// reads that container's record and spec while the shim does its part (see
+    /// [`process::Standby::prepare`]). The job may still not fit it ([`Self::adopt`]).
+    pub fn announce(&self, id: &str) {
+        if let Some((init, _)) = &self.held {
+            let _ = init.prepare(id);
         }
     }
 
@@ -132,23 +141,16 @@ impl PlacedInit {
     }
 }
 
-/// A standby init's side of a job: the container's record and spec as its shim wrote them,
-/// and the descriptors that came with the job (kept open for the init's life: they become its
-/// stdio, or are closed at its `execve`).
-fn standby_config(rt: &Runtime, id: &str, fds: process::JobFds) -> Result<InitConfig> {
-    use std::os::fd::IntoRawFd;
+/// A standby init's side of a job: the container's record and spec as its shim wrote them
+/// (its descriptors come with the job).
+fn standby_config(rt: &Runtime, id: &str) -> Result<InitConfig> {
     let c = rt.load(id)?;
     let record = c.record()?;
     let spec = spec::load(&record.bundle)?;
-    init_config(
-        id,
-        &spec,
-        record,
-        fds.stdio.map(|s| s.map(|fd| fd.into_raw_fd())),
-        fds.console.map(|fd| fd.into_raw_fd()),
-        fds.exec_fifo.map(|fd| fd.into_raw_fd()),
-        0,
-    )
+    if record.cgroup_version == cgroups::CgroupVersion::V1 {
+        crate::engine::rootfs::read_v1_hierarchies_ahead(&record.cgroup_root);
+    }
+    init_config(id, &spec, record, None, None, None, 0)
 }
 
 /// One standby shim as minid holds it: the write end of its job pipe and the read end of the

@@ -31,13 +31,15 @@ pub enum Message {
     /// parent → standby init (cloned before its container was known): move into the cgroup
     /// made for you.
     Place,
-    /// standby init → parent: it is in its cgroup and waits for [`Message::Job`].
+    /// standby init → parent: it is in its cgroup and waits for [`Message::Prepare`].
     Placed,
-    /// parent → standby init: become container `id`'s init. The descriptors travel with the
-    /// message (SCM_RIGHTS), in this order: stdin, stdout and stderr when `stdio`, the console
-    /// socket when `console`, the exec fifo when `exec_fifo`.
+    /// parent → standby init: you will be container `id`'s init; read its record and spec
+    /// now (while the parent readies the cgroup), then wait for [`Message::Job`].
+    Prepare { id: String },
+    /// parent → standby init: become the init announced by [`Message::Prepare`]. The
+    /// descriptors travel with the message (SCM_RIGHTS), in this order: stdin, stdout and
+    /// stderr when `stdio`, the console socket when `console`, the exec fifo when `exec_fifo`.
     Job {
-        id: String,
         stdio: bool,
         console: bool,
         exec_fifo: bool,
@@ -202,7 +204,6 @@ mod tests {
         let (a, b) = Channel::pair().expect("pair");
         let (r, w) = nix::unistd::pipe().expect("pipe");
         let job = Message::Job {
-            id: "c1".into(),
             stdio: false,
             console: false,
             exec_fifo: true,

@@ -200,16 +200,9 @@ pub struct Standby {
     channel: Channel,
 }
 
-/// What a standby init turns a job into: its [`InitConfig`], from the container id and the
-/// descriptors that came with the job (stdin, stdout, stderr / console / exec fifo).
-pub type BuildInit<'a> = &'a dyn Fn(&str, JobFds) -> Result<InitConfig>;
-
-/// The descriptors a [`Message::Job`] brought, as the standby init received them.
-pub struct JobFds {
-    pub stdio: Option<[OwnedFd; 3]>,
-    pub console: Option<OwnedFd>,
-    pub exec_fifo: Option<OwnedFd>,
-}
+/// What a standby init turns the container id of [`Message::Prepare`] into: its
+/// [`InitConfig`], without descriptors (the job brings them).
+pub type BuildInit<'a> = &'a dyn Fn(&str) -> Result<InitConfig>;
 
 /// Clones a standby init into `cgroup` (see [`Standby`]); once told to place itself it runs
 /// with `nice` under the normal scheduling policy (a standby waits at idle priority).
@@ -252,13 +245,24 @@ fn standby_main(cgroup: &dyn Cgroup, nice: i32, ch: &Channel, build: BuildInit) 
         // "0" is the writer itself, whatever its pid in this namespace.
         cgroup.add(0)?;
         ch.send(&Message::Placed)?;
+        let id = match ch.recv()? {
+            Some(Message::Prepare { id }) => id,
+            // The shim let us go without a job.
+            None => return Ok(()),
+            Some(other) => {
+                return Err(EngineError::Init(format!(
+                    "protocol error: expected Prepare, got {other:?}"
+                )))
+            }
+        };
+        // Built while the shim readies the cgroup; the descriptors come with the job.
+        let mut cfg = build(&id)?;
         let (msg, fds) = match ch.recv_with_fds()? {
             Some(m) => m,
             // The shim let us go without a job.
             None => return Ok(()),
         };
         let Message::Job {
-            id,
             stdio,
             console,
             exec_fifo,
@@ -273,24 +277,19 @@ fn standby_main(cgroup: &dyn Cgroup, nice: i32, ch: &Channel, build: BuildInit) 
             fds.next()
                 .ok_or_else(|| EngineError::Init(format!("the job came without its {what}")))
         };
-        let job = JobFds {
-            stdio: if stdio {
-                Some([next("stdin")?, next("stdout")?, next("stderr")?])
-            } else {
-                None
-            },
-            console: if console {
-                Some(next("console")?)
-            } else {
-                None
-            },
-            exec_fifo: if exec_fifo {
-                Some(next("exec fifo")?)
-            } else {
-                None
-            },
+        // Kept open for the init's life: they become its stdio, or are closed at its execve.
+        let mut raw = |what: &str| next(what).map(std::os::fd::IntoRawFd::into_raw_fd);
+        cfg.stdio = if stdio {
+            Some([raw("stdin")?, raw("stdout")?, raw("stderr")?])
+        } else {
+            None
         };
-        let cfg = build(&id, job)?;
+        cfg.console = if console { Some(raw("console")?) } else { None };
+        cfg.exec_fifo = if exec_fifo {
+            Some(raw("exec fifo")?)
+        } else {
+            None
+        };
         init::child_main(&cfg, ch)
     })();
     let code = match res {
@@ -316,6 +315,12 @@ impl Standby {
         self.channel.expect(Message::Placed)
     }
 
+    /// Tells the standby which container it will be the init of, so that it reads the
+    /// container's record and spec while we ready its cgroup (without waiting for it).
+    pub fn prepare(&self, id: &str) -> Result<()> {
+        self.channel.send(&Message::Prepare { id: id.to_string() })
+    }
+
     /// Lets the standby go without a job, and reaps it.
     pub fn discard(self) {
         let _ = nix::sys::signal::kill(self.pid, nix::sys::signal::Signal::SIGKILL);
@@ -336,15 +341,15 @@ pub struct StandbyJob<'a> {
 }
 
 /// [`spawn`] for a standby init that is [`Standby::placed`] in the container's cgroup
-/// already: sends it the job, then drives it like a fresh clone. (The init builds its own
-/// [`InitConfig`] from the container's record and spec.)
-pub fn spawn_standby(sb: Standby, id: &str, job: StandbyJob) -> Result<Spawned> {
+/// already and was told its container ([`Standby::prepare`]): sends it the job, then drives
+/// it like a fresh clone. (The init builds its own [`InitConfig`] from the container's record
+/// and spec.)
+pub fn spawn_standby(sb: Standby, job: StandbyJob) -> Result<Spawned> {
     let mut fds = Vec::new();
     fds.extend(job.stdio.iter().flatten().copied());
     fds.extend(job.console);
     fds.extend(job.exec_fifo);
     let msg = Message::Job {
-        id: id.to_string(),
         stdio: job.stdio.is_some(),
         console: job.console.is_some(),
         exec_fifo: job.exec_fifo.is_some(),
@@ -358,10 +363,14 @@ pub fn spawn_standby(sb: Standby, id: &str, job: StandbyJob) -> Result<Spawned> 
         cgroup: None,
         state_for_hooks: job.state_for_hooks,
     };
-    let res = sb
-        .channel
-        .send_with_fds(&msg, &fds)
-        .and_then(|()| drive(&driving, sb.pid, &sb.channel));
+    let res = match sb.channel.send_with_fds(&msg, &fds) {
+        Ok(()) => drive(&driving, sb.pid, &sb.channel),
+        // It failed reading its container (and went): its message says why, ours would not.
+        Err(e) => Err(match sb.channel.recv() {
+            Ok(Some(Message::Error(m))) => EngineError::Init(m),
+            _ => e,
+        }),
+    };
     match res {
         Ok(()) => Ok(Spawned {
             pid: sb.pid,

@@ -354,9 +354,27 @@ fn bind_cgroup(
     remount_bind(&full_fd(root, ctx.rootfs, dest)?, &full, flags)
 }
 
+/// The v1 hierarchies read ahead by this process ([`read_v1_hierarchies_ahead`]).
+static V1_AHEAD: std::sync::OnceLock<(PathBuf, Vec<(String, String)>)> = std::sync::OnceLock::new();
+
+/// Reads the v1 hierarchies under `cgroup_root` now, for this process's [`prepare`] to use: a
+/// standby init does it while its parent readies its cgroup, moments before the mounts.
+pub fn read_v1_hierarchies_ahead(cgroup_root: &Path) {
+    if let Ok(h) = read_v1_hierarchies(cgroup_root) {
+        let _ = V1_AHEAD.set((cgroup_root.to_path_buf(), h));
+    }
+}
+
 /// The v1 hierarchies mounted under `cgroup_root` on the host: (directory name, mount options
-/// naming its controllers), from /proc/self/mountinfo.
+/// naming its controllers), from /proc/self/mountinfo (or as read ahead).
 fn v1_hierarchies(cgroup_root: &Path) -> Result<Vec<(String, String)>> {
+    match V1_AHEAD.get() {
+        Some((root, h)) if root == cgroup_root => Ok(h.clone()),
+        _ => read_v1_hierarchies(cgroup_root),
+    }
+}
+
+fn read_v1_hierarchies(cgroup_root: &Path) -> Result<Vec<(String, String)>> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(|e| EngineError::io("read", "/proc/self/mountinfo", e))?;
     Ok(parse_v1_hierarchies(&mi, cgroup_root))
