@@ -249,6 +249,8 @@ fn namespaces_made_ahead_are_fresh_distinct_and_have_loopback_up() {
     filled("at first");
     let a = dir.path().join("a");
     pool.create_at(&a).unwrap();
+    assert_eq!(pool.ready(), 0, "a take refills only when told");
+    pool.refill();
     filled("again after a take");
     let b = dir.path().join("b");
     pool.create_at(&b).unwrap();

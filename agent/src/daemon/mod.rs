@@ -592,6 +592,20 @@ impl Daemon {
             }
         }
         for e in entries {
+            // An auto-removed container whose run a reboot ended (the engine's state, on
+            // tmpfs, is gone) is removed, as Docker does at its start.
+            if e.meta().config.auto_remove
+                && matches!(self.rt.load(&e.id), Err(EngineError::ContainerNotFound(_)))
+            {
+                let d = self.clone();
+                tokio::spawn(async move {
+                    if let Err(err) = d.remove(&e.id, true).await {
+                        tracing::error!(container_id = %e.id, error = %err, "auto-remove after a reboot");
+                        d.spawn_supervisor(e);
+                    }
+                });
+                continue;
+            }
             self.clone().spawn_supervisor(e);
         }
     }
@@ -626,6 +640,14 @@ impl Daemon {
             None => crate::engine::network::netlink::create_netns(&path)?,
         }
         Ok(path)
+    }
+
+    /// Makes the network namespaces taken from the pool again, in the background: called once
+    /// the create (or start) that took one is done.
+    fn refill_netns(&self) {
+        if let Some(p) = &self.netns_pool {
+            p.refill();
+        }
     }
 
     /// Publishes `ports` for bridged container `id` (replacing what it published).
@@ -953,6 +975,7 @@ impl Daemon {
         let d = self.clone();
         let (id2, name2, cfg2) = (id.clone(), name.clone(), cfg.clone());
         let made = blocking(move || d.make(&id2, &name2, &cfg2, &img)).await;
+        self.refill_netns();
         let mut reg = lock(&self.registry);
         reg.reserved.remove(&id);
         let meta = match made {
@@ -1156,7 +1179,7 @@ impl Daemon {
         let id = e.id.clone();
         let open_stdin = v.meta.config.open_stdin;
         let cfg = v.meta.config.clone();
-        let (pid, published) = blocking(move || {
+        let started = blocking(move || {
             let status = d.rt.load(&id).map(|c| c.status());
             if let Ok(Status::Running) | Ok(Status::Paused) = status {
                 return Ok((d.rt.load(&id)?.record()?.pid, None));
@@ -1208,7 +1231,9 @@ impl Daemon {
             }
             Ok((d.rt.load(&id)?.record()?.pid, published))
         })
-        .await?;
+        .await;
+        self.refill_netns();
+        let (pid, published) = started?;
         let m = self.note_meta_soon(e, |m| {
             m.started_at = Some(logs::format_time(SystemTime::now()));
             m.error = None;
@@ -1565,17 +1590,6 @@ impl Daemon {
 
     async fn supervise(self: Arc<Self>, e: Arc<Entry>) {
         let m = e.meta();
-        // An auto-removed container whose run a reboot ended (the engine's state, on tmpfs,
-        // is gone) is removed, as Docker does at its start.
-        if m.config.auto_remove
-            && matches!(self.rt.load(&e.id), Err(EngineError::ContainerNotFound(_)))
-        {
-            if let Err(err) = self.remove(&e.id, true).await {
-                tracing::error!(container_id = %e.id, error = %err, "auto-remove after a reboot");
-            } else {
-                return;
-            }
-        }
         // After a reboot the engine's state (on tmpfs) is gone: containers whose policy says
         // always or unless-stopped, and that the user had not stopped, run again.
         if m.started_at.is_some()

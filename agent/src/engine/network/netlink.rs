@@ -160,8 +160,10 @@ pub fn create_netns(path: &Path) -> Result<()> {
 
 /// Network namespaces made ahead of time (loopback up), each held by a descriptor, so that a
 /// container's own namespace costs a bind mount when it is made: making one costs most of a
-/// millisecond of the kernel's per-namespace setup. Refilled on a thread of its own after each
-/// take (at the caller's priority: setting a namespace up takes the kernel's network locks).
+/// millisecond of the kernel's per-namespace setup. [`Self::refill`] makes the missing ones on
+/// a thread of its own (at the caller's priority: setting a namespace up takes the kernel's
+/// network locks); a caller refills once the create that took one is done, so that the next
+/// one is not made while that create still runs.
 #[derive(Debug)]
 pub struct NetnsPool {
     size: usize,
@@ -182,10 +184,9 @@ impl NetnsPool {
     }
 
     /// Keeps a new namespace at `path`, as [`create_netns`] does: one of the pool's if it has
-    /// one (and the pool fills up again), else one made now.
-    pub fn create_at(self: &std::sync::Arc<Self>, path: &Path) -> Result<()> {
+    /// one, else one made now.
+    pub fn create_at(&self, path: &Path) -> Result<()> {
         let ready = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        self.refill();
         let Some(ns) = ready else {
             return create_netns(path);
         };
@@ -211,7 +212,9 @@ impl NetnsPool {
         self.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
-    fn refill(self: &std::sync::Arc<Self>) {
+    /// Makes the missing namespaces in the background (nothing if the pool is full or being
+    /// filled).
+    pub fn refill(self: &std::sync::Arc<Self>) {
         use std::sync::atomic::Ordering;
         if self.filling.swap(true, Ordering::SeqCst) {
             return;
