@@ -96,6 +96,9 @@ pub fn server_config(p: &TlsPaths) -> anyhow::Result<ServerConfig> {
             )
         })?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
+    // No session tickets: clients never resume (a minictl is one process per command; a
+    // long-lived client keeps its connection), and a resumed session would skip the CRL.
+    cfg.send_tls13_tickets = 0;
     Ok(cfg)
 }
 

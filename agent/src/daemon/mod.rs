@@ -1180,7 +1180,15 @@ impl Daemon {
         let open_stdin = v.meta.config.open_stdin;
         let cfg = v.meta.config.clone();
         let started = blocking(move || {
-            let status = d.rt.load(&id).map(|c| c.status());
+            // The init of a created container is the one that runs: its pid is known now.
+            let (status, created_pid) = match d.rt.load(&id) {
+                Ok(c) => {
+                    let st = c.status();
+                    let pid = c.record.as_ref().map(|r| r.pid);
+                    (Ok(st), pid.filter(|_| st == Status::Created))
+                }
+                Err(e) => (Err(e), None),
+            };
             if let Ok(Status::Running) | Ok(Status::Paused) = status {
                 return Ok((d.rt.load(&id)?.record()?.pid, None));
             }
@@ -1229,7 +1237,11 @@ impl Daemon {
                 }
                 return Err(e);
             }
-            Ok((d.rt.load(&id)?.record()?.pid, published))
+            let pid = match created_pid {
+                Some(p) => p,
+                None => d.rt.load(&id)?.record()?.pid,
+            };
+            Ok((pid, published))
         })
         .await;
         self.refill_netns();
@@ -1358,12 +1370,14 @@ impl Daemon {
             Err(e) => return Err(e),
         };
         let _op = e.op.lock().await;
-        let v = self.view(&e);
-        if matches!(v.status, "running" | "paused" | "restarting") && !force {
-            return Err(EngineError::Precondition(format!(
-                "container {} is {}: stop it first or remove with force",
-                v.meta.name, v.status
-            )));
+        if !force {
+            let v = self.view(&e);
+            if matches!(v.status, "running" | "paused" | "restarting") {
+                return Err(EngineError::Precondition(format!(
+                    "container {} is {}: stop it first or remove with force",
+                    v.meta.name, v.status
+                )));
+            }
         }
         e.removing.store(true, Ordering::SeqCst);
         // A live container is killed first and its exit noted, so that waiters (and the
@@ -1397,14 +1411,7 @@ impl Daemon {
                 return Err(err);
             }
         };
-        {
-            let mut reg = lock(&self.registry);
-            reg.by_id.remove(&e.id);
-            let name = e.meta().name;
-            if reg.names.get(&name) == Some(&e.id) {
-                reg.names.remove(&name);
-            }
-        }
+        // The tombstone first: a waiter that no longer finds the container finds how it ended.
         {
             let m = e.meta();
             let exit = self.view(&e).exit.or(m.last_exit.clone());
@@ -1412,6 +1419,14 @@ impl Daemon {
             t.retain(|_, (_, at)| at.elapsed() < TOMBSTONE_TTL);
             t.insert(m.id.clone(), (exit.clone(), Instant::now()));
             t.insert(m.name.clone(), (exit, Instant::now()));
+        }
+        {
+            let mut reg = lock(&self.registry);
+            reg.by_id.remove(&e.id);
+            let name = e.meta().name;
+            if reg.names.get(&name) == Some(&e.id) {
+                reg.names.remove(&name);
+            }
         }
         // Counted before anyone hears of the removal: an image removal that follows waits
         // for these files (see settle_deletions).

@@ -190,6 +190,10 @@ fn detach(ready_fd: RawFd, keep: &[RawFd], preserve_fds: i32) -> Option<i32> {
     None
 }
 
+/// How long a shim monitors its container in the image that created it before it continues
+/// in a lean one (see [`serve`]).
+const LEAN_AFTER: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// The shim proper, once detached: creates the container, reports, monitors it.
 fn serve(args: ShimArgs, rt: &Runtime, standby: Option<PlacedInit>) -> i32 {
     // The cgroup root and parent were resolved by `create` and are in the record.
@@ -220,7 +224,18 @@ fn serve(args: ShimArgs, rt: &Runtime, standby: Option<PlacedInit>) -> i32 {
     let _ = nix::unistd::chdir("/");
     // Setup touched much of the binary (argument parsing, JSON, the spec, cgroups); a
     // container may run for months, so the monitor continues in a fresh image of ourselves
-    // that touches only the monitor loop: its resident memory is what the loop needs.
+    // that touches only the monitor loop: its resident memory is what the loop needs. Not at
+    // once: that exec would compete for the CPU with the container's start, and a container
+    // that ends within moments (`run --rm ... true`) never needs it.
+    // (Input still to be passed to the container is not handed over: wait for it to drain.)
+    loop {
+        if let Some(exit) = monitor.run_until(Some(std::time::Instant::now() + LEAN_AFTER)) {
+            return finish(&dir, &args.id, exit);
+        }
+        if !monitor.input_pending() {
+            break;
+        }
+    }
     match monitor.lean_args(&dir) {
         Ok(argv) => {
             let err = exec_self(&argv);

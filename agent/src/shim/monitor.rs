@@ -365,6 +365,11 @@ impl Monitor {
         Ok(())
     }
 
+    /// Whether input for the container waits in our buffer (it cannot be handed over).
+    pub fn input_pending(&self) -> bool {
+        self.input.as_ref().is_some_and(|i| !i.pending.is_empty())
+    }
+
     /// The command line of [`Monitor::from_lean_args`] that carries this monitor across an
     /// `execve` of our own binary, and marks the descriptors it names inheritable.
     pub fn lean_args(&self, dir: &Path) -> Result<Vec<OsString>> {
@@ -550,9 +555,31 @@ impl Monitor {
 
     /// Runs until the init exits; returns how it ended.
     pub fn run(&mut self) -> ExitRecord {
+        loop {
+            if let Some(exit) = self.run_until(None) {
+                return exit;
+            }
+        }
+    }
+
+    /// [`Self::run`] until `deadline`: `None` if the container still runs then (nothing is
+    /// lost: what it wrote is in the log, its exit is still to be reaped).
+    pub fn run_until(&mut self, deadline: Option<std::time::Instant>) -> Option<ExitRecord> {
         let mut status = None;
         let mut buf = vec![0u8; 64 * 1024];
         while status.is_none() {
+            let timeout = match deadline {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    // Rounded up, so that the deadline is not polled for in a busy loop.
+                    let ms = u16::try_from(left.as_millis() + 1).unwrap_or(u16::MAX);
+                    PollTimeout::from(ms)
+                }
+            };
             let mut fds: Vec<PollFd> = Vec::with_capacity(4 + self.outputs.len());
             fds.push(PollFd::new(self.signals.fd.as_fd(), PollFlags::POLLIN));
             for o in &self.outputs {
@@ -578,7 +605,7 @@ impl Monitor {
                     _ => {}
                 }
             }
-            match poll(&mut fds, PollTimeout::NONE) {
+            match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(Errno::EINTR) => continue,
                 Err(e) => {
@@ -633,12 +660,12 @@ impl Monitor {
             }
             OomSource::File(None) => false,
         };
-        ExitRecord::from_wait(ws, oom).unwrap_or(ExitRecord {
+        Some(ExitRecord::from_wait(ws, oom).unwrap_or(ExitRecord {
             status: 255,
             signal: None,
             oom_killed: oom,
             finished_at: crate::engine::container::now_rfc3339(),
-        })
+        }))
     }
 
     /// Reads one chunk from output `i` into the log. (The input's FIFOs are handled by

@@ -505,3 +505,38 @@ fn concurrent_creates_are_admitted_against_capacity_exactly() {
     n.ok(&["rm", &first]);
     n.ok(&["create", "--cpus", "0.5", "busybox", "true"]);
 }
+
+#[test]
+fn a_container_outliving_the_hand_over_continues_under_the_lean_monitor_losing_nothing() {
+    require_root!();
+    let n = Node::start();
+    let id = n.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo before; sleep 1; echo after; exit 3",
+    ]);
+    let id = id.trim();
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(n.run.join(id).join("state.json")).expect("state.json"),
+    )
+    .expect("record");
+    let shim = rec["shim_pid"].as_i64().expect("shim pid");
+    // The shim that created it hands over to the lean monitor image (same pid) while the
+    // container still runs.
+    n.until(Duration::from_secs(5), "the lean monitor", || {
+        std::fs::read(format!("/proc/{shim}/cmdline"))
+            .map(|c| {
+                c.split(|b| *b == 0)
+                    .any(|a| a == b"shim-monitor" || a.ends_with(b"minid-monitor"))
+            })
+            .unwrap_or(false)
+    });
+    let w = n.ctl(&["wait", id]);
+    assert_eq!(stdout(&w).trim(), "3", "{}", stderr(&w));
+    assert_eq!(n.ok(&["logs", id]), "before\nafter\n");
+}
