@@ -7,11 +7,10 @@
 //! In two halves for a caller that answers in between ([`retire`], then [`Retired::finish`]):
 //! the container is gone after the first, which touches no cgroup.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-
-use std::path::PathBuf;
 
 use super::{create::state_json, Record, Runtime, Status};
 use crate::engine::cgroups;
@@ -24,14 +23,20 @@ pub fn delete(rt: &Runtime, id: &str, force: bool) -> Result<Vec<String>> {
     delete_with(rt, id, force, None)
 }
 
-/// [`delete`] with the container's spec already at hand (for its poststop hooks).
+/// [`delete`] with the container's spec already at hand (for its poststop hooks). Its cgroup
+/// and state go under its lock, in place: if the cgroup cannot be removed the container is
+/// still there, and the delete can be tried again.
 pub fn delete_with(
     rt: &Runtime,
     id: &str,
     force: bool,
     spec: Option<&oci_spec::runtime::Spec>,
 ) -> Result<Vec<String>> {
-    retire(rt, id, force)?.finish(spec)
+    let (lock, mut r) = stop_for_delete(rt, id, force)?;
+    r.remove()?;
+    r.removed = true;
+    drop(lock);
+    r.finish(spec)
 }
 
 /// The prefix of a retired container's directory under the runtime's root.
@@ -48,13 +53,9 @@ pub struct Retired {
     removed: bool,
 }
 
-/// The first half of [`delete`]: checks the container can go (with `force`, kills it and
-/// waits for its end), then renames its directory aside, which is what makes it gone. It takes
-/// no cgroup lock and touches no cgroup, so it never waits behind another cgroup change
-/// (on cgroup v1 a move of a process can hold the kernel's cgroup mutex for an RCU grace
-/// period). A crash before [`Retired::finish`] leaves the renamed directory for
-/// [`finish_retired`].
-pub fn retire(rt: &Runtime, id: &str, force: bool) -> Result<Retired> {
+/// Takes the container's lock and checks it can be deleted; with `force`, kills it and waits
+/// for its end. Returns the lock and the container, to be removed.
+fn stop_for_delete(rt: &Runtime, id: &str, force: bool) -> Result<(super::Lock, Retired)> {
     let lock = super::lock(&rt.dir(id), id)?;
     let c = rt.load(id)?;
     let status = c.status();
@@ -65,6 +66,8 @@ pub fn retire(rt: &Runtime, id: &str, force: bool) -> Result<Retired> {
             verb: "delete (stop it first or use --force)",
         });
     }
+    // A created init waits at the fifo and a forced delete may find it running: kill every
+    // process so nothing runs after we are gone.
     if matches!(status, Status::Created | Status::Running | Status::Paused) {
         let cg = c.cgroup()?;
         cg.kill_all(Signal::SIGKILL as i32)?;
@@ -73,30 +76,35 @@ pub fn retire(rt: &Runtime, id: &str, force: bool) -> Result<Retired> {
         }
         wait_stopped(rt, id, Duration::from_secs(10))?;
     }
-    let aside = rt.root.join(format!("{RETIRED_PREFIX}{id}"));
-    let dir = match std::fs::rename(&c.dir, &aside) {
-        Ok(()) => aside,
-        // Another retired container of this id not finished yet: finish this one in place,
-        // under its lock, before anyone can make the id again.
-        Err(_) => {
-            let mut r = Retired {
-                id: id.to_string(),
-                dir: c.dir.clone(),
-                record: c.record.clone(),
-                removed: false,
-            };
-            r.remove()?;
-            r.removed = true;
-            return Ok(r);
-        }
-    };
-    drop(lock);
-    Ok(Retired {
+    let r = Retired {
         id: id.to_string(),
-        dir,
+        dir: c.dir,
         record: c.record,
         removed: false,
-    })
+    };
+    Ok((lock, r))
+}
+
+/// [`delete`] in two halves, for a caller that answers in between: checks the container can
+/// go (with `force`, kills it and waits for its end), then renames its directory aside, which
+/// is what makes it gone. It touches no cgroup, so it never waits behind another cgroup change
+/// (on cgroup v1 a move of a process can hold the kernel's cgroup mutex for an RCU grace
+/// period). [`Retired::finish`] is the second half; a crash before it leaves the renamed
+/// directory for [`finish_retired`].
+pub fn retire(rt: &Runtime, id: &str, force: bool) -> Result<Retired> {
+    let (lock, mut r) = stop_for_delete(rt, id, force)?;
+    let aside = rt.root.join(format!("{RETIRED_PREFIX}{id}"));
+    match std::fs::rename(&r.dir, &aside) {
+        Ok(()) => r.dir = aside,
+        // Another retired container of this id not finished yet: this one goes in place,
+        // under its lock, before anyone can make the id again.
+        Err(_) => {
+            r.remove()?;
+            r.removed = true;
+        }
+    }
+    drop(lock);
+    Ok(r)
 }
 
 impl Retired {
@@ -140,6 +148,8 @@ impl Retired {
     fn remove(&self) -> Result<()> {
         if let Some(rec) = &self.record {
             let cg = cgroups::open_path(&rec.cgroup_root, rec.cgroup_version, &rec.cgroup);
+            // Without its own pid namespace a container's init can exit and leave children
+            // behind; they go with the container (runc does the same), or its cgroup stays busy.
             if !cg.pids()?.is_empty() {
                 cg.kill_all(Signal::SIGKILL as i32)?;
                 let deadline = Instant::now() + Duration::from_secs(5);
@@ -231,8 +241,10 @@ mod tests {
                 id: id.into(),
                 bundle: "/nonexistent-bundle".into(),
                 rootfs: "/nonexistent-bundle/rootfs".into(),
-                pid: 0,
-                pid_start_time: 0,
+                // Any live process: its exit record says it stopped.
+                pid: std::process::id() as i32,
+                pid_start_time: crate::engine::container::pid_start_time(std::process::id() as i32)
+                    .unwrap(),
                 shim_pid: 0,
                 shim_start_time: 0,
                 created: now_rfc3339(),
@@ -285,6 +297,30 @@ mod tests {
         assert!(finish_retired(&rt).is_empty());
         assert!(!dir.path().join(".retired-c2").exists());
         assert!(rt.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_delete_that_cannot_remove_the_cgroup_leaves_the_container_to_try_again() {
+        // A v1 layout on a plain directory: its "cgroup" cannot be removed while it holds a
+        // file, as a real one cannot while it holds a process.
+        let fixture = tempfile::tempdir().unwrap();
+        let cg = fixture.path().join("pids/minid/c1");
+        std::fs::create_dir_all(&cg).unwrap();
+        std::fs::write(cg.join("cgroup.procs"), b"").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut rt = Runtime::new(dir.path());
+        rt.cgroup_root = fixture.path().to_path_buf();
+        stopped(&rt, "c1", &cgroups::CgroupPath::uniform("/minid/c1"));
+        assert!(delete(&rt, "c1", false).is_err());
+        // Still there, as it was: the delete can be tried again.
+        assert_eq!(rt.load("c1").unwrap().status(), Status::Stopped);
+        std::fs::remove_file(cg.join("cgroup.procs")).unwrap();
+        assert_eq!(delete(&rt, "c1", false).unwrap(), Vec::<String>::new());
+        assert!(matches!(
+            rt.load("c1"),
+            Err(EngineError::ContainerNotFound(_))
+        ));
+        assert!(!cg.exists());
     }
 
     #[test]
