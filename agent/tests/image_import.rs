@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use minid::engine::image::content::sha256_digest;
-use minid::engine::image::{create_bundle, remove_bundle, ImageError, ImageStore, ImportFormat};
+use minid::engine::image::{
+    create_bundle, remove_bundle, remove_bundle_or, ImageError, ImageStore, ImportFormat,
+};
 use minid::engine::snapshot::{Kind, Snapshotter};
 use minid::engine::ErrorKind;
 
@@ -523,6 +525,35 @@ fn bundle_mounts_the_merged_rootfs_and_fills_the_spec() {
     assert!(!dir.exists(), "bundle dir removed");
     assert!(s.snapshotter().stat("ctr-1").is_err(), "snapshot removed");
     s.remove("test/docker-img:v1").expect("now removable");
+}
+
+#[test]
+fn a_bundle_with_a_torn_snapshot_reference_is_removed_by_its_known_key() {
+    need_root!();
+    let env = Env::new();
+    env.import_all();
+    let s = &env.store;
+    let img = s.get("test/docker-img:v1").expect("docker");
+    let dir = env.tmp.path().join("torn");
+    let _g = BundleGuard {
+        store: s,
+        dir: dir.clone(),
+    };
+    create_bundle(s, &img, &dir, "ctr-torn", None).expect("bundle");
+    // What a crash can leave of a snapshot.json written without fsync.
+    fs::write(dir.join("snapshot.json"), b"").expect("tear");
+    assert!(
+        remove_bundle(s, &dir).is_err(),
+        "nothing says which snapshot"
+    );
+    remove_bundle_or(s, &dir, Some("ctr-torn")).expect("unbundle by key");
+    assert!(!dir.exists(), "bundle dir removed");
+    assert!(
+        s.snapshotter().stat("ctr-torn").is_err(),
+        "snapshot removed"
+    );
+    s.remove("test/docker-img:v1")
+        .expect("the image is free again");
 }
 
 #[test]

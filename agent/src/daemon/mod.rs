@@ -304,6 +304,9 @@ pub struct Daemon {
     /// deleted in the background (see [`Daemon::destroy`]), and the signal that one finished.
     deleting: Mutex<usize>,
     deleted: std::sync::Condvar,
+    /// Background deletions run one at a time; true when one failed and left something
+    /// behind, which the next one tries again (see [`Daemon::sweep_leftovers`]).
+    deletion_failed: Mutex<bool>,
 }
 
 /// What a removed container's directory is renamed to until it is deleted.
@@ -455,11 +458,11 @@ impl Daemon {
             net,
             deleting: Mutex::new(0),
             deleted: std::sync::Condvar::new(),
+            deletion_failed: Mutex::new(false),
         };
-        // Containers removed before minid stopped whose cgroups and state were still going.
-        for (dir, e) in container::delete::finish_retired(&d.rt) {
-            tracing::error!(dir = %dir.display(), error = %e, "finishing a removed container's cgroup and state");
-        }
+        // Containers removed before minid stopped whose cgroups, state and files were still
+        // going.
+        d.sweep_leftovers();
         d.load_all()?;
         if let Ok(n) = &d.net {
             let known: std::collections::HashSet<String> =
@@ -502,11 +505,7 @@ impl Daemon {
         for ent in rd.flatten() {
             let id = ent.file_name().to_string_lossy().into_owned();
             if id.starts_with(DELETING_PREFIX) {
-                // Removed before minid stopped; its files had not all gone yet.
-                if let Err(e) = self.delete_files(&ent.path()) {
-                    tracing::error!(dir = %ent.path().display(), error = %e, "deleting a removed container's files");
-                }
-                continue;
+                continue; // removed: its files are left to sweep_leftovers
             }
             let path = ent.path().join(META_FILE);
             let meta: Result<Meta> = fsutil::read_json(&path);
@@ -996,9 +995,9 @@ impl Daemon {
     /// Bundle, engine container (shim waiting to start), meta. Undone on failure.
     fn make(&self, id: &str, name: &str, cfg: &ContainerConfig, img: &Image) -> Result<Meta> {
         let mut standby = self.take_standby();
-        // An auto-removed container ends with its run: its files are not fsynced (a reboot
-        // ends the run, and what it left is removed at the next start). Written atomically all
-        // the same.
+        // An auto-removed container ends with its run: its bundle's files are not fsynced (a
+        // reboot ends the run, and what it left is removed at the next start). Written
+        // atomically all the same.
         let durability = if cfg.auto_remove {
             fsutil::Durability::Volatile
         } else {
@@ -1080,7 +1079,9 @@ impl Daemon {
                     published: Vec::new(),
                     error: None,
                 };
-                self.save_with(&meta, durability)?;
+                // Durable even for an auto-removed container: it is what tells the next start
+                // to remove it.
+                self.save(&meta)?;
                 self.engine_create(id, cfg.open_stdin, standby.take(), Some(spec))?;
                 Ok(meta)
             })();
@@ -1379,7 +1380,12 @@ impl Daemon {
                 )));
             }
         }
-        e.removing.store(true, Ordering::SeqCst);
+        {
+            // Under the save lock: a state save in flight (note_meta_soon) ends before the
+            // directory goes, and none starts after.
+            let _saving = lock(&e.saving);
+            e.removing.store(true, Ordering::SeqCst);
+        }
         // A live container is killed first and its exit noted, so that waiters (and the
         // tombstone) learn how it ended (137) rather than nothing.
         if let Some(shim) = self.live_shim(&e.id) {
@@ -1437,10 +1443,16 @@ impl Daemon {
         // The container is gone for every caller; its files go after the answer.
         let d = self.clone();
         tokio::task::spawn_blocking(move || {
+            let mut failed = lock(&d.deletion_failed);
+            if *failed {
+                *failed = !d.sweep_leftovers();
+            }
             let dir = leftovers.files.clone();
             if let Err(err) = d.delete_leftovers(leftovers) {
-                tracing::error!(dir = %dir.display(), error = %err, "deleting a removed container's cgroup and files");
+                tracing::error!(dir = %dir.display(), error = %err, "deleting a removed container's cgroup and files (tried again after the next removal)");
+                *failed = true;
             }
+            drop(failed);
             *lock(&d.deleting) -= 1;
             d.deleted.notify_all();
         });
@@ -1466,24 +1478,34 @@ impl Daemon {
             Err(EngineError::ContainerNotFound(_)) => None,
             Err(e) => return Err(e),
         };
-        // The namespace of a bridge or none container, then (bridge) its address and veth.
-        let _ = crate::engine::network::netlink::delete_netns(&self.netns_file(id));
-        if let Ok(n) = &self.net {
-            if n.address_of(id).is_some() {
-                n.detach(id)?;
+        let rest = (|| {
+            // The namespace of a bridge or none container, then (bridge) its address and veth.
+            let _ = crate::engine::network::netlink::delete_netns(&self.netns_file(id));
+            if let Ok(n) = &self.net {
+                if n.address_of(id).is_some() {
+                    n.detach(id)?;
+                }
+            }
+            let dir = self.dir(id);
+            let gone = self.containers_dir().join(format!("{DELETING_PREFIX}{id}"));
+            match std::fs::rename(&dir, &gone) {
+                Ok(()) => Ok(gone),
+                // Where it cannot be renamed, the files go now.
+                Err(_) => self.delete_files(&dir).map(|()| dir),
+            }
+        })();
+        match rest {
+            Ok(files) => Ok(Leftovers { engine, files }),
+            Err(e) => {
+                // The engine's part is retired already: it goes now, not with nobody to end it.
+                if let Some(r) = engine {
+                    if let Err(fe) = r.finish(None) {
+                        tracing::error!(container_id = %id, error = %fe, "finishing a removed container's cgroup and state");
+                    }
+                }
+                Err(e)
             }
         }
-        let dir = self.dir(id);
-        let gone = self.containers_dir().join(format!("{DELETING_PREFIX}{id}"));
-        let files = match std::fs::rename(&dir, &gone) {
-            Ok(()) => gone,
-            // Where it cannot be renamed, the files go now.
-            Err(_) => {
-                self.delete_files(&dir)?;
-                dir
-            }
-        };
-        Ok(Leftovers { engine, files })
     }
 
     /// Deletes what a removal left (see [`Self::destroy`]): the engine's part first (its cgroup
@@ -1494,12 +1516,45 @@ impl Daemon {
         engine.and(files)
     }
 
+    /// Deletes what removals left behind (minid stopped first, or a deletion failed): the
+    /// engine's retired containers and the renamed container directories. False if
+    /// something is still left.
+    fn sweep_leftovers(&self) -> bool {
+        let mut clean = true;
+        for (dir, e) in container::delete::finish_retired(&self.rt) {
+            tracing::error!(dir = %dir.display(), error = %e, "finishing a removed container's cgroup and state");
+            clean = false;
+        }
+        let dir = self.containers_dir();
+        for ent in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            if !ent
+                .file_name()
+                .to_string_lossy()
+                .starts_with(DELETING_PREFIX)
+            {
+                continue;
+            }
+            if let Err(e) = self.delete_files(&ent.path()) {
+                tracing::error!(dir = %ent.path().display(), error = %e, "deleting a removed container's files");
+                clean = false;
+            }
+        }
+        clean
+    }
+
     /// Deletes a removed container's directory: unmounts its rootfs, removes its snapshot,
     /// then the rest. A directory already gone is deleted.
     fn delete_files(&self, dir: &Path) -> Result<()> {
         let bundle = dir.join("bundle");
         if bundle.join(image::bundle::SNAPSHOT_FILE).exists() {
-            image::remove_bundle(&self.images, &bundle)?;
+            // minid's bundles use the container id as their snapshot's key: a snapshot.json
+            // torn by a crash (an auto-removed container's is not fsynced) still finds it.
+            let name = dir
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let id = name.strip_prefix(DELETING_PREFIX).unwrap_or(&name);
+            image::remove_bundle_or(&self.images, &bundle, Some(id))?;
         }
         match std::fs::remove_dir_all(dir) {
             Ok(()) => Ok(()),
@@ -1663,7 +1718,11 @@ impl Daemon {
             },
         };
         let m = e.meta();
-        if m.started_at.is_none() || m.last_exit.as_ref() == Some(&x) {
+        // Started: minid noted it, or the engine's exec fifo is gone (a start whose note had
+        // not reached the disk when minid stopped). An init that died before its start is no
+        // exit to act on.
+        let started = m.started_at.is_some() || !c.dir.join(container::FIFO_FILE).exists();
+        if !started || m.last_exit.as_ref() == Some(&x) {
             return None;
         }
         Some(x)

@@ -302,8 +302,8 @@ pub fn create_bundle_with(
 
 /// [`create_bundle_with`], leaving `config.json` to a caller that adds to the spec first
 /// (`write_config` false): the file is then written once, not twice. `durability` says
-/// whether the bundle's files are fsynced: not for a container that is removed when it exits,
-/// which no reboot will find again.
+/// whether the bundle's own files are fsynced: not for a container that is removed when it
+/// exits, which no reboot will find again (the snapshot's record always is).
 pub fn prepare_bundle(
     store: &ImageStore,
     image: &Image,
@@ -339,7 +339,7 @@ pub fn prepare_bundle(
     let mut mounted = false;
     let mut prepared = false;
     let res = (|| {
-        let mounts = store.prepare_rootfs(image, key, durability)?;
+        let mounts = store.prepare_rootfs(image, key)?;
         prepared = true;
         fs::create_dir_all(&rootfs).map_err(|e| ImageError::io("create", &rootfs, e))?;
         mount_all(&mounts, &rootfs)?;
@@ -387,13 +387,28 @@ pub fn prepare_bundle(
 /// Undoes [`create_bundle`]: unmounts `dir/rootfs`, removes the snapshot, `config.json`,
 /// `snapshot.json`, and `dir` itself if nothing else is left in it.
 pub fn remove_bundle(store: &ImageStore, dir: &Path) -> Result<(), ImageError> {
+    remove_bundle_or(store, dir, None)
+}
+
+/// [`remove_bundle`] for a caller that knows the snapshot key the bundle was made with: a
+/// torn or unreadable `snapshot.json` (a crash while an unsynced one was written) does not
+/// keep the bundle and its snapshot forever.
+pub fn remove_bundle_or(
+    store: &ImageStore,
+    dir: &Path,
+    known_key: Option<&str>,
+) -> Result<(), ImageError> {
     let sref_path = dir.join(SNAPSHOT_FILE);
-    let sref: SnapshotRef = read_json(&sref_path)?;
+    let key = match (read_json::<SnapshotRef>(&sref_path), known_key) {
+        (Ok(sref), _) => sref.key,
+        (Err(_), Some(k)) => k.to_string(),
+        (Err(e), None) => return Err(e.into()),
+    };
     let rootfs = dir.join("rootfs");
     if rootfs.exists() {
         unmount_all(&rootfs)?;
     }
-    match store.snapshotter().remove(&sref.key) {
+    match store.snapshotter().remove(&key) {
         Ok(()) | Err(crate::engine::snapshot::SnapshotError::NotFound(_)) => {}
         Err(e) => return Err(e.into()),
     }
@@ -404,7 +419,11 @@ pub fn remove_bundle(store: &ImageStore, dir: &Path) -> Result<(), ImageError> {
     if config.exists() {
         fs::remove_file(&config).map_err(|e| ImageError::io("remove", &config, e))?;
     }
-    fs::remove_file(&sref_path).map_err(|e| ImageError::io("remove", &sref_path, e))?;
+    match fs::remove_file(&sref_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ImageError::io("remove", &sref_path, e)),
+    }
     let _ = fs::remove_dir(dir);
     Ok(())
 }

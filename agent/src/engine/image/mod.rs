@@ -35,7 +35,8 @@ use crate::engine::snapshot::SnapshotError;
 use crate::engine::ErrorKind;
 
 pub use bundle::{
-    create_bundle, create_bundle_with, prepare_bundle, remove_bundle, Bundle, ProcessOverrides,
+    create_bundle, create_bundle_with, prepare_bundle, remove_bundle, remove_bundle_or, Bundle,
+    ProcessOverrides,
 };
 pub use store::ImageStore;
 

@@ -666,20 +666,9 @@ impl ImageStore {
     }
 
     /// A writable active snapshot `key` for a container, on top of the image's top layer.
-    pub fn prepare_rootfs(
-        &self,
-        image: &Image,
-        key: &str,
-        durability: crate::engine::fsutil::Durability,
-    ) -> Result<Vec<Mount>, ImageError> {
+    pub fn prepare_rootfs(&self, image: &Image, key: &str) -> Result<Vec<Mount>, ImageError> {
         let top = image.top_chain_id();
-        let made = match durability {
-            crate::engine::fsutil::Durability::Durable => self.snapshotter.prepare(key, top),
-            crate::engine::fsutil::Durability::Volatile => {
-                self.snapshotter.prepare_volatile(key, top)
-            }
-        };
-        made.map_err(|e| match e {
+        self.snapshotter.prepare(key, top).map_err(|e| match e {
             crate::engine::snapshot::SnapshotError::NotFound(k) if Some(k.as_str()) == top => {
                 ImageError::Metadata(format!(
                     "layer snapshot {k} of image {} is missing; re-import the image",

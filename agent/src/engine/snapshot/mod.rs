@@ -145,16 +145,6 @@ impl From<crate::engine::EngineError> for SnapshotError {
 pub trait Snapshotter {
     /// Creates a writable active snapshot `key` on top of the committed `parent`.
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError>;
-    /// [`Self::prepare`] for a snapshot that need not survive a crash (an auto-removed
-    /// container's): its record may be written without waiting for the disk, and a snapshot a
-    /// crash lost is an orphan directory, removed when the snapshotter opens next.
-    fn prepare_volatile(
-        &self,
-        key: &str,
-        parent: Option<&str>,
-    ) -> Result<Vec<Mount>, SnapshotError> {
-        self.prepare(key, parent)
-    }
     /// Creates a read-only view `key` of the committed `parent`.
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError>;
     /// Describes the mounts of an active snapshot or view.

@@ -27,7 +27,7 @@ use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
 
 use super::{Info, Kind, Mount, SnapshotError, Snapshotter};
-use crate::engine::fsutil::{read_json, write_json_atomic_with, Durability};
+use crate::engine::fsutil::{read_json, write_json_atomic};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
@@ -144,12 +144,10 @@ impl OverlaySnapshotter {
         Ok(Locked { _lock: lock, meta })
     }
 
+    /// Saves the metadata durably: it is one file for every snapshot, image layers included,
+    /// so no snapshot's record may be written without waiting for the disk.
     fn save(&self, meta: &Metadata) -> Result<(), SnapshotError> {
-        self.save_with(meta, Durability::Durable)
-    }
-
-    fn save_with(&self, meta: &Metadata, d: Durability) -> Result<(), SnapshotError> {
-        write_json_atomic_with(&self.meta_path(), meta, d)?;
+        write_json_atomic(&self.meta_path(), meta)?;
         Ok(())
     }
 
@@ -220,7 +218,6 @@ impl OverlaySnapshotter {
         key: &str,
         parent: Option<&str>,
         kind: Kind,
-        durability: Durability,
     ) -> Result<Vec<Mount>, SnapshotError> {
         check_key(key)?;
         let mut l = self.lock()?;
@@ -259,7 +256,7 @@ impl OverlaySnapshotter {
                     created: SystemTime::now(),
                 },
             );
-            self.save_with(&l.meta, durability)?;
+            self.save(&l.meta)?;
             self.mounts_of(&l.meta, key)
         })();
         if res.is_err() {
@@ -271,19 +268,11 @@ impl OverlaySnapshotter {
 
 impl Snapshotter for OverlaySnapshotter {
     fn prepare(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
-        self.create(key, parent, Kind::Active, Durability::Durable)
-    }
-
-    fn prepare_volatile(
-        &self,
-        key: &str,
-        parent: Option<&str>,
-    ) -> Result<Vec<Mount>, SnapshotError> {
-        self.create(key, parent, Kind::Active, Durability::Volatile)
+        self.create(key, parent, Kind::Active)
     }
 
     fn view(&self, key: &str, parent: Option<&str>) -> Result<Vec<Mount>, SnapshotError> {
-        self.create(key, parent, Kind::View, Durability::Durable)
+        self.create(key, parent, Kind::View)
     }
 
     fn mounts(&self, key: &str) -> Result<Vec<Mount>, SnapshotError> {
@@ -413,29 +402,6 @@ mod tests {
             s.mounts("base"),
             Err(SnapshotError::WrongKind { .. })
         ));
-    }
-
-    #[test]
-    fn a_volatile_snapshot_is_an_ordinary_active_one() {
-        let tmp = tempfile::tempdir().expect("tempdir");
-        let s = OverlaySnapshotter::open(tmp.path()).expect("open");
-        s.prepare("a", None).expect("prepare");
-        s.commit("base", "a").expect("commit");
-        let m = s
-            .prepare_volatile("c", Some("base"))
-            .expect("prepare_volatile");
-        assert_eq!(m, s.mounts("c").expect("mounts"));
-        assert_eq!(m[0].fstype, "overlay");
-        assert_eq!(s.stat("c").expect("stat").kind, Kind::Active);
-        // Seen by the next opener, as any other.
-        let again = OverlaySnapshotter::open(tmp.path()).expect("reopen");
-        assert!(again.upper_dir("c").expect("upper").is_dir());
-        assert!(matches!(
-            s.prepare_volatile("d", Some("nope")),
-            Err(SnapshotError::NotFound(k)) if k == "nope"
-        ));
-        s.remove("c").expect("remove");
-        assert!(matches!(s.stat("c"), Err(SnapshotError::NotFound(_))));
     }
 
     #[test]
