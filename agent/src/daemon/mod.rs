@@ -1079,10 +1079,26 @@ impl Daemon {
                     published: Vec::new(),
                     error: None,
                 };
-                // Durable even for an auto-removed container: it is what tells the next start
-                // to remove it.
-                self.save(&meta)?;
-                self.engine_create(id, cfg.open_stdin, standby.take(), Some(spec))?;
+                // Saved (durably even for an auto-removed container: it is what tells the next
+                // start to remove it) while the engine creates the container; a crash in
+                // between leaves a container without a readable meta, which the next start
+                // reports and sets aside like a torn one, for `rm` to remove.
+                let (saved, created) = std::thread::scope(|sc| {
+                    let saving = sc.spawn(|| self.save(&meta));
+                    let created =
+                        self.engine_create(id, cfg.open_stdin, standby.take(), Some(spec));
+                    let saved = saving.join().unwrap_or_else(|_| {
+                        Err(EngineError::Other(
+                            "saving the container's state panicked".into(),
+                        ))
+                    });
+                    (saved, created)
+                });
+                created?;
+                if let Err(e) = saved {
+                    let _ = container::delete::delete(&self.rt, id, true);
+                    return Err(e);
+                }
                 Ok(meta)
             })();
             if made.is_err() {
