@@ -300,6 +300,33 @@ mod tests {
     }
 
     #[test]
+    fn a_retire_that_finds_an_unfinished_one_of_its_id_removes_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new(dir.path());
+        // A retired c1 whose finish has not run, and a new c1.
+        std::fs::create_dir_all(rt.dir("c1")).unwrap();
+        std::fs::write(rt.dir("c1").join("marker"), b"old").unwrap();
+        drop(retire(&rt, "c1", false).unwrap());
+        std::fs::create_dir_all(rt.dir("c1")).unwrap();
+        std::fs::write(rt.dir("c1").join("marker"), b"new").unwrap();
+        let r = retire(&rt, "c1", false).unwrap();
+        // The new one is gone at once (no second .retired-c1 to rename to); the old one waits.
+        assert!(!rt.dir("c1").exists());
+        assert!(dir.path().join(".retired-c1").is_dir());
+        assert_eq!(
+            std::fs::read(dir.path().join(".retired-c1/marker")).unwrap(),
+            b"old"
+        );
+        r.finish(None).unwrap();
+        assert!(
+            dir.path().join(".retired-c1").is_dir(),
+            "not the other one's to finish"
+        );
+        assert!(finish_retired(&rt).is_empty());
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+    }
+
+    #[test]
     fn a_delete_that_cannot_remove_the_cgroup_leaves_the_container_to_try_again() {
         // A v1 layout on a plain directory: its "cgroup" cannot be removed while it holds a
         // file, as a real one cannot while it holds a process.
