@@ -251,47 +251,41 @@ impl ContainerService for Containers {
             stdout: r.stdout,
             stderr: r.stderr,
         };
-        let path = self.daemon.log_path(&e.id);
-        let (tx, rx) = mpsc::channel::<Result<pb::LogsResponse, Status>>(16);
+        Ok(Response::new(follow_log(&self.daemon, &e.id, q)))
+    }
+
+    type StartAttachedStream = Stream_<pb::LogsResponse>;
+
+    #[tracing::instrument(skip_all, fields(container = %req.get_ref().container))]
+    async fn start_attached(
+        &self,
+        req: Request<pb::StartRequest>,
+    ) -> Result<Response<Self::StartAttachedStream>, Status> {
+        auth::operator(&req, "start")?;
+        let e = self
+            .daemon
+            .find(container_arg(&req.get_ref().container)?)
+            .map_err(err(true))?;
+        // The follower reads from the log's first entry: nothing the container writes once
+        // started is missed. A failed start drops the stream, which ends the follower.
+        let stream = follow_log(
+            &self.daemon,
+            &e.id,
+            logs::Query {
+                follow: true,
+                tail: None,
+                since: None,
+                until: None,
+                stdout: false,
+                stderr: false,
+            },
+        );
         let d = self.daemon.clone();
         let id = e.id.clone();
-        let state_dir = self.daemon.rt.dir(&e.id);
-        tokio::task::spawn_blocking(move || {
-            let log_dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
-            // Done when the container is, or when the client has gone (a quiet container's
-            // follower would otherwise hold this thread until the container exits).
-            let probe = tx.clone();
-            let follow = logs::Watched::new(
-                || probe.is_closed() || d.log_done(&id),
-                &log_dir,
-                &state_dir,
-            );
-            let res = logs::read(&path, &q, &follow, |batch| {
-                let entries = batch
-                    .into_iter()
-                    .map(|e| pb::LogEntry {
-                        time: e.time,
-                        stream: if e.stderr { "stderr" } else { "stdout" }.into(),
-                        data: e.data,
-                        partial: e.partial,
-                    })
-                    .collect();
-                tx.blocking_send(Ok(pb::LogsResponse {
-                    entries,
-                    end: false,
-                }))
-                .is_ok()
-            });
-            let last = match res {
-                Ok(()) => Ok(pb::LogsResponse {
-                    entries: Vec::new(),
-                    end: true,
-                }),
-                Err(e) => Err(Status::internal(format!("reading the log: {e}"))),
-            };
-            let _ = tx.blocking_send(last);
-        });
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+        to_end(async move { d.start(&id).await })
+            .await
+            .map_err(err(true))?;
+        Ok(Response::new(stream))
     }
 
     type StatsStream = Stream_<pb::StatsResponse>;
@@ -606,4 +600,50 @@ impl ContainerService for Containers {
             .map_err(err(true))?;
         Ok(Response::new(pb::ResumeResponse {}))
     }
+}
+
+/// The stream of container `id`'s log as `q` selects it (Logs, StartAttached): a blocking
+/// follower feeds it, and ends when the container is done or the stream is dropped.
+fn follow_log(daemon: &Arc<Daemon>, id: &str, q: logs::Query) -> Stream_<pb::LogsResponse> {
+    let path = daemon.log_path(id);
+    let (tx, rx) = mpsc::channel::<Result<pb::LogsResponse, Status>>(16);
+    let d = daemon.clone();
+    let id = id.to_string();
+    let state_dir = daemon.rt.dir(&id);
+    tokio::task::spawn_blocking(move || {
+        let log_dir = path.parent().map(|p| p.to_path_buf()).unwrap_or_default();
+        // Done when the container is, or when the client has gone (a quiet container's
+        // follower would otherwise hold this thread until the container exits).
+        let probe = tx.clone();
+        let follow = logs::Watched::new(
+            || probe.is_closed() || d.log_done(&id),
+            &log_dir,
+            &state_dir,
+        );
+        let res = logs::read(&path, &q, &follow, |batch| {
+            let entries = batch
+                .into_iter()
+                .map(|e| pb::LogEntry {
+                    time: e.time,
+                    stream: if e.stderr { "stderr" } else { "stdout" }.into(),
+                    data: e.data,
+                    partial: e.partial,
+                })
+                .collect();
+            tx.blocking_send(Ok(pb::LogsResponse {
+                entries,
+                end: false,
+            }))
+            .is_ok()
+        });
+        let last = match res {
+            Ok(()) => Ok(pb::LogsResponse {
+                entries: Vec::new(),
+                end: true,
+            }),
+            Err(e) => Err(Status::internal(format!("reading the log: {e}"))),
+        };
+        let _ = tx.blocking_send(last);
+    });
+    Box::pin(ReceiverStream::new(rx))
 }

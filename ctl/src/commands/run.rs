@@ -87,43 +87,56 @@ impl RunArgs {
             crate::output::print_str(&format!("{id}\n"));
             return 0;
         }
-        let logs = match c
-            .logs(pb::LogsRequest {
-                container: id.clone(),
-                follow: true,
-                ..Default::default()
-            })
-            .await
-        {
-            Ok(s) => s.into_inner(),
-            Err(s) => return node.fail(s),
-        };
-        let copier = tokio::spawn(copy_logs(logs, false));
         let interactive = self.create.interactive;
         let tty = self.create.tty;
+        // Without input to attach first, the output is attached and the container started in
+        // one call (StartAttached); a node without it gets Logs, then Start.
+        let mut attached = None;
+        if !interactive {
+            match c
+                .start_attached(pb::StartRequest {
+                    container: id.clone(),
+                })
+                .await
+            {
+                Ok(s) => attached = Some(s.into_inner()),
+                Err(s) if s.code() == tonic::Code::Unimplemented => {}
+                Err(s) => return self.start_failed(&node, &mut c, id, s).await,
+            }
+        }
+        let started = attached.is_some();
+        let logs = match attached {
+            Some(s) => s,
+            None => match c
+                .logs(pb::LogsRequest {
+                    container: id.clone(),
+                    follow: true,
+                    ..Default::default()
+                })
+                .await
+            {
+                Ok(s) => s.into_inner(),
+                Err(s) => return node.fail(s),
+            },
+        };
+        let copier = tokio::spawn(copy_logs(logs, false));
         let mut input_tasks = Vec::new();
         if interactive {
             input_tasks = attach_input(&c, &id, tty);
         }
         // Raw mode for an interactive terminal: keys (Ctrl-C too) go to the container.
         let raw = RawMode::enter(interactive && tty);
-        if let Err(s) = c
-            .start(pb::StartRequest {
-                container: id.clone(),
-            })
-            .await
-        {
-            copier.abort();
-            let code = node.fail(s);
-            if self.create.rm {
-                let _ = c
-                    .remove(pb::RemoveRequest {
-                        container: id,
-                        force: true,
-                    })
-                    .await;
+        if !started {
+            if let Err(s) = c
+                .start(pb::StartRequest {
+                    container: id.clone(),
+                })
+                .await
+            {
+                copier.abort();
+                drop(raw);
+                return self.start_failed(&node, &mut c, id, s).await;
             }
-            return code;
         }
         // Ctrl-C while attached: stop the container, as docker run's signal proxy would
         // deliver SIGINT to it; the output and the exit follow as usual.
@@ -172,6 +185,31 @@ impl RunArgs {
             }
             Err(s) => node.fail(s),
         }
+    }
+}
+
+impl RunArgs {
+    /// A start that failed: says why (Docker's exit code for it) and, with `--rm`, removes the
+    /// container.
+    async fn start_failed(
+        &self,
+        node: &crate::client::Client,
+        c: &mut mini_proto::v1::container_service_client::ContainerServiceClient<
+            crate::client::Traced,
+        >,
+        id: String,
+        s: tonic::Status,
+    ) -> i32 {
+        let code = node.fail(s);
+        if self.create.rm {
+            let _ = c
+                .remove(pb::RemoveRequest {
+                    container: id,
+                    force: true,
+                })
+                .await;
+        }
+        code
     }
 }
 

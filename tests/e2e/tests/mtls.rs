@@ -98,6 +98,34 @@ fn refusals_are_explained_and_roles_enforced() {
         "{}",
         stderr(&out)
     );
+    // StartAttached (what `run` uses) is a mutation as Start is: refused before anything
+    // is looked up; an operator gets as far as the unknown container.
+    let call = |who: &Identity| {
+        let files = minictl::tls::TlsFiles {
+            ca: Some(who.ca.clone()),
+            cert: who.cert.clone(),
+            key: who.key.clone(),
+        };
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                let c = minictl::client::Client::connect(&addr, &files).unwrap();
+                c.containers
+                    .clone()
+                    .start_attached(mini_proto::v1::StartRequest {
+                        container: "no-such-container".into(),
+                    })
+                    .await
+                    .map(|_| ())
+            })
+    };
+    assert_eq!(
+        call(&viewer).unwrap_err().code(),
+        tonic::Code::PermissionDenied
+    );
+    assert_eq!(call(&ops).unwrap_err().code(), tonic::Code::NotFound);
 
     // The node's certificate does not name "localhost": the client refuses the node.
     let out = n.ctl_as(&ops, &format!("localhost:{}", n.port), &["ps"]);

@@ -109,7 +109,8 @@ fn one_trace_covers_minictl_the_agent_and_the_engine() {
     };
     let want = [
         "mini.v1.ContainerService/Create",
-        "mini.v1.ContainerService/Start",
+        // `run` starts with its output attached: one call.
+        "mini.v1.ContainerService/StartAttached",
         "image resolve",
         "snapshot prepare",
         "shim spawn",
