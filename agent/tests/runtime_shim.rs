@@ -49,12 +49,13 @@ fn run_through_monitor(minid: &Path, tag: &str) -> (String, Vec<u8>, serde_json:
     let shim = rt.read_json(&id, "state.json").expect("state")["shim_pid"]
         .as_i64()
         .expect("shim pid");
-    // The handover happens right after create returns: wait for the new image.
+    // The handover happens once the container has run for a moment (a quarter second): wait
+    // for the new image (its command line reads empty while the exec is under way).
     let deadline = Instant::now() + Duration::from_secs(5);
     let cmdline = loop {
         let raw = std::fs::read(format!("/proc/{shim}/cmdline")).expect("shim cmdline");
         let c = String::from_utf8_lossy(&raw).replace('\0', " ");
-        if !c.contains(" shim ") {
+        if !c.is_empty() && !c.contains(" shim ") {
             break c;
         }
         assert!(Instant::now() < deadline, "the shim never handed over: {c}");
