@@ -1734,10 +1734,10 @@ impl Daemon {
             },
         };
         let m = e.meta();
-        // Started: minid noted it, or the engine's exec fifo is gone (a start whose note had
-        // not reached the disk when minid stopped). An init that died before its start is no
-        // exit to act on.
-        let started = m.started_at.is_some() || !c.dir.join(container::FIFO_FILE).exists();
+        // Started: minid noted it, or the engine says so (a start whose note had not reached
+        // the disk when minid stopped). An init that died before its start is no exit to act
+        // on.
+        let started = m.started_at.is_some() || c.started();
         if !started || m.last_exit.as_ref() == Some(&x) {
             return None;
         }

@@ -186,9 +186,7 @@ impl RunArgs {
             Err(s) => node.fail(s),
         }
     }
-}
 
-impl RunArgs {
     /// A start that failed: says why (Docker's exit code for it) and, with `--rm`, removes the
     /// container.
     async fn start_failed(

@@ -238,6 +238,12 @@ impl Container {
         fsutil::read_json(&p).map(Some)
     }
 
+    /// Whether the container was started: its exec fifo, which `start` removes, is gone. (An
+    /// init that died before its start leaves the fifo.)
+    pub fn started(&self) -> bool {
+        self.record.is_some() && !self.dir.join(FIFO_FILE).exists()
+    }
+
     pub fn status(&self) -> Status {
         let Some(rec) = &self.record else {
             return Status::Creating;

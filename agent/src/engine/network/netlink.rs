@@ -9,8 +9,10 @@
 
 use std::fs::File;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
@@ -167,17 +169,17 @@ pub fn create_netns(path: &Path) -> Result<()> {
 #[derive(Debug)]
 pub struct NetnsPool {
     size: usize,
-    ready: std::sync::Mutex<Vec<std::os::fd::OwnedFd>>,
-    filling: std::sync::atomic::AtomicBool,
+    ready: Mutex<Vec<OwnedFd>>,
+    filling: AtomicBool,
 }
 
 impl NetnsPool {
     /// A pool of `size` namespaces, made in the background.
-    pub fn new(size: usize) -> std::sync::Arc<NetnsPool> {
-        let pool = std::sync::Arc::new(NetnsPool {
+    pub fn new(size: usize) -> Arc<NetnsPool> {
+        let pool = Arc::new(NetnsPool {
             size,
-            ready: std::sync::Mutex::new(Vec::new()),
-            filling: std::sync::atomic::AtomicBool::new(false),
+            ready: Mutex::new(Vec::new()),
+            filling: AtomicBool::new(false),
         });
         pool.refill();
         pool
@@ -214,8 +216,7 @@ impl NetnsPool {
 
     /// Makes the missing namespaces in the background (nothing if the pool is full or being
     /// filled).
-    pub fn refill(self: &std::sync::Arc<Self>) {
-        use std::sync::atomic::Ordering;
+    pub fn refill(self: &Arc<Self>) {
         if self.filling.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -256,7 +257,7 @@ impl NetnsPool {
 
 /// Moves the calling thread into a new network namespace with its loopback up; returns a
 /// descriptor that holds it.
-fn make_held_netns() -> Result<std::os::fd::OwnedFd> {
+fn make_held_netns() -> Result<OwnedFd> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| EngineError::sys("unshare(CLONE_NEWNET)", e))?;
     crate::engine::namespaces::loopback_up()?;
     let f = File::open("/proc/thread-self/ns/net")
